@@ -11,6 +11,8 @@ Modules are imported explicitly (``from avatarcli.nets.dinar_encoder import Dina
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -54,3 +56,62 @@ def load_exact_state_dict(
             + listing("shape mismatches", mismatched)
         )
     module.load_state_dict(dict(state_dict), strict=True)
+
+
+def require_keys(
+    state_dict: Mapping[str, torch.Tensor], keys: list[str], net_class: type, prefix: str
+) -> None:
+    """Fail early, with the prefix in the message, when a state dict lacks the keys sizes are read from."""
+    absent = [k for k in keys if k not in state_dict]
+    if absent:
+        raise ValueError(
+            f"not a {net_class.__name__} state dict: no {', '.join(repr(prefix + k) for k in absent)} "
+            f"({len(state_dict)} keys found under prefix {prefix!r})"
+        )
+
+
+#: ``format`` metadata written into our network safetensors files.
+NETWORK_FILE_FORMAT = "avatarcli.nets/1"
+
+
+def save_network(net: nn.Module, path: str | os.PathLike) -> None:
+    """Write ``net`` as safetensors: official key names minus prefix, with kind + JSON config metadata.
+
+    ``net`` must provide ``kind``, ``config_dict()`` and ``to_safetensors_state_dict()``.
+    """
+    from safetensors.torch import save_file
+
+    from avatarcli.io_utils import atomic_write
+
+    metadata = {"format": NETWORK_FILE_FORMAT, "kind": net.kind, "config": json.dumps(net.config_dict())}
+    with atomic_write(path) as tmp:
+        save_file(net.to_safetensors_state_dict(), str(tmp), metadata=metadata)
+
+
+def load_network(net_class: type, path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:
+    """Read a file written by :func:`save_network` into a new ``net_class`` in eval mode.
+
+    A file of another kind, without our metadata, or whose tensors do not fit the stored config
+    raises :class:`~avatarcli.errors.InputFileError` naming the file.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    from avatarcli.errors import InputFileError
+
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except (OSError, SafetensorError) as exc:
+        raise InputFileError(f"cannot read network weights {path}: {exc}") from exc
+    if metadata.get("format") != NETWORK_FILE_FORMAT or metadata.get("kind") != net_class.kind:
+        raise InputFileError(
+            f"{path} is not an avatarcli {net_class.kind} weights file "
+            f"(format {metadata.get('format')!r}, kind {metadata.get('kind')!r})"
+        )
+    try:
+        net = net_class.from_config_dict(json.loads(metadata["config"]))
+        load_exact_state_dict(net, tensors, str(path))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InputFileError(f"{path}: {exc}") from exc
+    return net.to(device).eval()
