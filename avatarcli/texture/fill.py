@@ -1,0 +1,205 @@
+"""Classical fill of the texels no photo saw, solved on the body surface (no neural weights).
+
+All strategies work on :class:`avatarcli.texture.texel_graph.TexelGraph`, so colour flows across
+UV seams as it does across the skin. A method name is a ``+``-joined list of steps ending in
+``harmonic``:
+
+* ``mirror``: copy the colour of the left/right mirror texel (x → −x on the rest mesh) where
+  that one was seen — a person's left sleeve usually looks like the right one;
+* ``back``: for texels on the back (rest normal pointing to −Z), take a low-pass (neighbourhood
+  mean) of the seen front colour of the same body part at the same height and side — clothing
+  colour continues round the body, its print does not; the back of the head gets the colour of
+  the top of the head (hair) instead of the face;
+* ``harmonic``: every remaining texel gets the harmonic (Laplace) interpolation of the colours
+  around it, a sparse linear solve.
+
+Copied colours are not pasted as they are: the final solve is gradient-domain (Poisson) — it
+keeps the copied *variations* but lets the copied patch drift so that it meets the seen colours
+at its border without a step. That is the colour harmonisation between filled and seen regions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from avatarcli.texture.texel_graph import TexelGraph
+
+FILL_METHODS = ("harmonic", "mirror+harmonic", "back+harmonic", "mirror+back+harmonic")
+_STEPS = ("mirror", "back")
+# A mirror/back partner must be within this many texel spacings of the query point.
+_MATCH_FACTOR = 3.0
+# Low-pass size of the front→back copy: mean over this many nearest front texels.
+_BACK_NEIGHBOURS = 32
+# Top fraction of the head's height whose seen colour stands for the hair.
+_HAIR_TOP_FRACTION = 0.2
+
+
+def parse_fill_method(method: str) -> tuple[str, ...]:
+    """The copy steps of a method name (``"mirror+back+harmonic"`` → ``("mirror", "back")``)."""
+    steps = tuple(s.strip() for s in method.split("+"))
+    if not steps or steps[-1] != "harmonic" or any(s not in _STEPS for s in steps[:-1]):
+        raise ValueError(f"unknown fill method {method!r}; choose one of: {', '.join(FILL_METHODS)}")
+    if len(set(steps)) != len(steps):
+        raise ValueError(f"fill method {method!r} repeats a step")
+    return steps[:-1]
+
+
+def _mirror_copy(graph: TexelGraph, colours: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Colours of the seen left/right mirror partners of unseen texels (and where found)."""
+    from scipy.spatial import cKDTree
+
+    points = graph.positions
+    centre_x = 0.5 * (points[:, 0].min() + points[:, 0].max())
+    target = np.flatnonzero(~known)
+    mirrored = points[target].copy()
+    mirrored[:, 0] = 2 * centre_x - mirrored[:, 0]
+    dist, partner = cKDTree(points).query(mirrored, k=1)
+    ok = known[partner] & (dist <= _MATCH_FACTOR * np.maximum(graph.spacing[partner], graph.spacing[target]))
+    if graph.normals is not None:
+        flipped = graph.normals[target] * np.array([-1.0, 1.0, 1.0])
+        ok &= np.einsum("ij,ij->i", flipped, graph.normals[partner]) > 0.5
+    found = np.zeros(graph.num_nodes, dtype=bool)
+    values = np.zeros_like(colours)
+    found[target[ok]] = True
+    values[target[ok]] = colours[partner[ok]]
+    return values, found
+
+
+def _head_parts(graph: TexelGraph, head_parts: Sequence[int] | None) -> set[int]:
+    if graph.parts is None:
+        return set()
+    if head_parts is not None:
+        return set(int(p) for p in head_parts)
+    # The head is the part sitting highest on the rest body (mean height of its texels).
+    ids = np.unique(graph.parts)
+    heights = [graph.positions[graph.parts == p, 1].mean() for p in ids]
+    return {int(ids[int(np.argmax(heights))])}
+
+
+def _back_copy(
+    graph: TexelGraph,
+    colours: np.ndarray,
+    known: np.ndarray,
+    head_parts: Sequence[int] | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Low-pass front colour for unseen back texels; hair colour for the back of the head."""
+    from scipy.spatial import cKDTree
+
+    values = np.zeros_like(colours)
+    found = np.zeros(graph.num_nodes, dtype=bool)
+    if graph.normals is None:
+        return values, found
+    facing_back = graph.normals[:, 2] < 0
+    parts = graph.parts if graph.parts is not None else np.zeros(graph.num_nodes, dtype=np.int64)
+    heads = _head_parts(graph, head_parts)
+    for part in np.unique(parts):
+        in_part = parts == part
+        target = np.flatnonzero(in_part & facing_back & ~known)
+        if target.size == 0:
+            continue
+        if int(part) in heads:
+            head = np.flatnonzero(in_part)
+            heights = graph.positions[head, 1]
+            top = heights.max() - _HAIR_TOP_FRACTION * (heights.max() - heights.min())
+            hair = head[(heights >= top) & known[head]]
+            if hair.size:
+                values[target] = np.median(colours[hair], axis=0)
+                found[target] = True
+            continue
+        source = np.flatnonzero(in_part & ~facing_back & known)
+        if source.size == 0:
+            continue
+        k = min(_BACK_NEIGHBOURS, source.size)
+        _, nearest = cKDTree(graph.positions[source][:, :2]).query(graph.positions[target][:, :2], k=k)
+        nearest = nearest.reshape(target.size, k)
+        values[target] = colours[source[nearest]].mean(axis=1)
+        found[target] = True
+    return values, found
+
+
+def _poisson_solve(
+    graph: TexelGraph,
+    colours: np.ndarray,
+    known: np.ndarray,
+    guide: np.ndarray,
+    guided: np.ndarray,
+) -> np.ndarray:
+    """Fill unknown nodes: ``L x = div(guide)`` on them, ``x = colours`` on known nodes.
+
+    Where no guide is given this is the harmonic interpolation; inside guided patches the
+    solution keeps the guide's differences and blends its border into the seen colours.
+    Graph components without any seen texel take the mean seen colour.
+    """
+    from scipy.sparse.csgraph import connected_components
+    from scipy.sparse.linalg import spsolve
+
+    result = colours.copy()
+    unknown = ~known
+    if not unknown.any():
+        return result
+    fallback = colours[known].mean(axis=0) if known.any() else np.full(colours.shape[1], 0.5)
+    _, component = connected_components(graph.adjacency, directed=False)
+    anchored = np.zeros(component.max() + 1, dtype=bool)
+    anchored[component[known]] = True
+    solvable = unknown & anchored[component]
+    floating = unknown & ~anchored[component]
+    # A floating island with a guide keeps the guide's colours; otherwise the mean seen colour.
+    result[floating] = np.where(guided[floating, None], guide[floating], fallback)
+    if not solvable.any():
+        return result
+
+    adjacency = graph.adjacency.tocoo()
+    i, j = adjacency.row, adjacency.col
+    # Guidance: sum over guided neighbours of (g_i - g_j) for guided nodes.
+    both = guided[i] & guided[j]
+    divergence = np.zeros_like(colours)
+    np.add.at(divergence, i[both], guide[i[both]] - guide[j[both]])
+
+    laplacian = graph.laplacian()
+    u = np.flatnonzero(solvable)
+    k = np.flatnonzero(~solvable)
+    fixed = result[k]
+    rhs = divergence[u] - laplacian[u][:, k] @ fixed
+    system = laplacian[u][:, u].tocsc()
+    solution = spsolve(system, rhs)
+    result[u] = np.asarray(solution).reshape(u.size, colours.shape[1])
+    return result
+
+
+def fill_unseen_texels(
+    texture: torch.Tensor,
+    known: torch.Tensor,
+    graph: TexelGraph,
+    method: str = "mirror+back+harmonic",
+    *,
+    head_parts: Sequence[int] | None = None,
+) -> torch.Tensor:
+    """Complete an RGB texture (3, T, T) whose seen texels are ``known`` (T, T) / (1, T, T).
+
+    ``graph`` comes from :func:`avatarcli.texture.texel_graph.build_texel_graph` on the rest
+    mesh. Texels outside the UV islands are returned unchanged. ``head_parts`` names the part
+    ids of the head (for the hair rule); by default the highest part on the rest body.
+    """
+    steps = parse_fill_method(method)
+    if texture.dim() == 4:
+        texture = texture[0]
+    known_nodes = known.reshape(graph.texture_size, graph.texture_size).detach().cpu().numpy()
+    known_nodes = known_nodes[graph.rows, graph.cols].astype(bool)
+    colours = graph.gather(texture)
+    guide = np.zeros_like(colours)
+    guided = np.zeros(graph.num_nodes, dtype=bool)
+    for step in steps:
+        copied_known = known_nodes | guided
+        current = np.where(guided[:, None], guide, colours)
+        if step == "mirror":
+            values, found = _mirror_copy(graph, current, copied_known)
+        else:
+            values, found = _back_copy(graph, current, copied_known, head_parts)
+        fresh = found & ~copied_known
+        guide[fresh] = values[fresh]
+        guided |= fresh
+    filled = _poisson_solve(graph, colours, known_nodes, guide, guided)
+    return graph.scatter(np.clip(filled, 0.0, 1.0), texture)
