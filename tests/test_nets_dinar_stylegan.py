@@ -184,6 +184,8 @@ def test_tiny_generator_forward_noise_modes_and_w_plus():
         w_plus = net(w[:, None].expand(-1, cfg.n_latent, -1), noise_mode="buffers")
     assert a.shape == (2, cfg.output_channels, cfg.texture_size, cfg.texture_size)
     assert torch.equal(a, b) and not torch.equal(a, c)
+    with torch.no_grad():
+        assert torch.equal(a, net(w, net.make_noise(2, torch.Generator().manual_seed(1))))
     torch.testing.assert_close(fixed, explicit)
     torch.testing.assert_close(fixed, w_plus)
     with pytest.raises(ValueError, match="noise maps"):
@@ -243,6 +245,26 @@ def test_fused_leaky_relu_gain():
     torch.testing.assert_close(y.flatten(), torch.tensor([-0.5 * 0.2, 1.0]) * math.sqrt(2))
 
 
+def test_tiny_networks_run_in_bfloat16():
+    """bf16 (for GPUs) runs end to end and stays near float32 on the same weights."""
+    torch.manual_seed(0)
+    generator = DinarTextureGenerator(DinarGeneratorConfig.tiny()).eval()
+    renderer = DinarRenderer(DinarRendererConfig.tiny()).eval()
+    w = torch.randn(1, generator.config.style_dim)
+    noise = generator.make_noise(1, torch.Generator().manual_seed(0))
+    uv = torch.rand(1, 2, 16, 16) * 2 - 1
+    uv_mask = torch.ones(1, 1, 16, 16)
+    with torch.no_grad():
+        tex = generator(w, noise)
+        full = torch.cat([tex, torch.rand(1, 5, *tex.shape[-2:])], dim=1)
+        rgb32 = renderer(full, uv, uv_mask).rgb
+        tex16 = generator.bfloat16()(w.bfloat16(), [n.bfloat16() for n in noise])
+        rgb16 = renderer.bfloat16()(full.bfloat16(), uv.bfloat16(), uv_mask.bfloat16()).rgb
+    assert tex16.dtype == rgb16.dtype == torch.bfloat16
+    assert (tex16.float() - tex).abs().max() <= 0.05 * tex.abs().max()
+    assert (rgb16.float() - rgb32).abs().max() <= 0.1
+
+
 # --- converter errors and our own files -----------------------------------------------------
 
 
@@ -297,6 +319,25 @@ def test_loading_another_networks_file_fails_clearly(tmp_path):
         load_network(DinarRenderer, path)
     with pytest.raises(InputFileError, match="cannot read"):
         load_network(DinarRenderer, tmp_path / "missing.safetensors")
+
+
+# --- full size ------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_official_networks_run_at_real_resolution_on_cpu():
+    """Random-weight official nets chain at real sizes: 512² photo → w → 256² texture → render."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        w = DinarEncoder().eval()(
+            torch.rand(1, 3, 512, 512) * 2 - 1, torch.ones(1, 1, 512, 512), generator=gen
+        )
+        ntex = DinarTextureGenerator().eval()(w, generator=gen)
+        texture = torch.cat([ntex, torch.rand(1, 5, 256, 256)], dim=1)
+        out = DinarRenderer().eval()(texture, torch.rand(1, 2, 128, 128) * 2 - 1, torch.ones(1, 1, 128, 128))
+    assert w.shape == (1, 512) and ntex.shape == (1, 16, 256, 256)
+    assert out.rgb.shape == (1, 3, 128, 128) and torch.isfinite(out.rgb).all()
 
 
 # --- full size on CUDA ----------------------------------------------------------------------

@@ -120,17 +120,28 @@ class DinarTextureGenerator(nn.Module):
         self.noises = _NoiseBuffers(config)
 
     def make_noise(
-        self, batch: int, generator: torch.Generator | None = None, device: torch.device | str | None = None
+        self,
+        batch: int,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> list[torch.Tensor]:
         """Fresh N(0,1) noise maps (B,1,r,r), one per layer, drawn from ``generator`` when given."""
-        device = device if device is not None else self.input.input.device
-        cfg = self.config
         return [
-            torch.randn(
-                batch, 1, cfg.noise_resolution(i), cfg.noise_resolution(i), generator=generator, device=device
-            )
-            for i in range(cfg.num_noise_layers)
+            self._draw_noise(i, batch, generator, device, dtype) for i in range(self.config.num_noise_layers)
         ]
+
+    def _draw_noise(
+        self,
+        layer: int,
+        batch: int,
+        generator: torch.Generator | None,
+        device: torch.device | str | None,
+        dtype: torch.dtype | None,
+    ) -> torch.Tensor:
+        side = self.config.noise_resolution(layer)
+        device = device if device is not None else self.input.input.device
+        return torch.randn(batch, 1, side, side, generator=generator, device=device, dtype=dtype)
 
     def forward(
         self,
@@ -158,10 +169,7 @@ class DinarTextureGenerator(nn.Module):
             if noise_mode == "buffers":
                 noise_list[i] = self.noises.get(i)
             elif noise_mode == "random":
-                side = cfg.noise_resolution(i)
-                noise_list[i] = torch.randn(
-                    batch, 1, side, side, generator=generator, device=w.device, dtype=w.dtype
-                )
+                noise_list[i] = self._draw_noise(i, batch, generator, w.device, w.dtype)
             else:
                 raise ValueError(f"noise_mode must be 'random' or 'buffers', got {noise_mode!r}")
 
