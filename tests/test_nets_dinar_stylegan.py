@@ -20,7 +20,15 @@ from avatarcli.nets import load_network, save_network
 from avatarcli.nets.dinar_encoder import DinarEncoder, DinarEncoderConfig
 from avatarcli.nets.dinar_generator import DinarGeneratorConfig, DinarTextureGenerator
 from avatarcli.nets.dinar_renderer import DinarRenderer, DinarRendererConfig
-from avatarcli.nets.stylegan2 import Blur, Upsample, fused_leaky_relu, make_blur_kernel, upfirdn2d
+from avatarcli.nets.stylegan2 import (
+    Blur,
+    PixelNorm,
+    Upsample,
+    fused_leaky_relu,
+    make_blur_kernel,
+    stylegan_channels,
+    upfirdn2d,
+)
 
 REFERENCE = Path(__file__).parents[2] / "shared" / "reference"
 VECTORS = REFERENCE / "vectors"
@@ -263,6 +271,15 @@ def test_tiny_networks_run_in_bfloat16():
     assert tex16.dtype == rgb16.dtype == torch.bfloat16
     assert (tex16.float() - tex).abs().max() <= 0.05 * tex.abs().max()
     assert (rgb16.float() - rgb32).abs().max() <= 0.1
+
+
+def test_pixel_norm_and_channel_widths():
+    z = torch.randn(3, 64) * 7
+    torch.testing.assert_close(PixelNorm()(z).pow(2).mean(dim=1), torch.ones(3))
+    # DINAR (m=2) and StylePeople (m=4) widths from the fact sheet and sidecars.
+    assert [stylegan_channels(r, 2) for r in (4, 64, 128, 256, 512)] == [256, 256, 128, 64, 32]
+    assert [stylegan_channels(r, 4) for r in (4, 64, 128, 256)] == [512, 512, 256, 128]
+    assert [stylegan_channels(r, 0.25) for r in (64, 128)] == [32, 16]
 
 
 # --- converter errors and our own files -----------------------------------------------------

@@ -173,6 +173,13 @@ class EqualLinear(nn.Module):
         return F.linear(x, self.weight * self.scale, bias)
 
 
+class PixelNorm(nn.Module):
+    """Normalise each latent to unit RMS over features (eps 1e-8): the first step of a mapping MLP."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
 class ModulatedConv2d(nn.Module):
     """Style-modulated conv: per-sample weights ``w·s`` (s from an affine of the style), optionally
     demodulated to unit output variance (eps 1e-8); ``upsample`` uses a stride-2 transposed conv
