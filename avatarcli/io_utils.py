@@ -34,6 +34,9 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator
     tmp = Path(tmp_name)
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):

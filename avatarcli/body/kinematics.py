@@ -92,9 +92,7 @@ def euler_to_matrix(angles_deg: torch.Tensor, order: str) -> torch.Tensor:
     return out
 
 
-def forward_kinematics(
-    rot: torch.Tensor, rest_joints: torch.Tensor, parents: Sequence[int]
-) -> torch.Tensor:
+def forward_kinematics(rot: torch.Tensor, rest_joints: torch.Tensor, parents: Sequence[int]) -> torch.Tensor:
     """World transforms (B, J, 4, 4) of joints with local rotations ``rot`` (B, J, 3, 3).
 
     ``rest_joints`` (B, J, 3) are the joint positions in the rest pose; joint frames are
