@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -155,6 +156,8 @@ class TimestepSequential(nn.Sequential):
 class DinarUNet(nn.Module):
     """eps = UNet(x_t, t, cond) with cond = concat(VQ latent of the partial texture, mask)."""
 
+    kind = "dinar_unet"
+
     def __init__(self, cfg: DinarUNetConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = cfg or DinarUNetConfig.official()
@@ -218,24 +221,44 @@ class DinarUNet(nn.Module):
         return self.out(h.type(x_t.dtype))
 
     @classmethod
-    def from_dinar_state_dict(cls, state_dict: Mapping[str, torch.Tensor], use_ema: bool = True) -> DinarUNet:
+    def from_dinar_state_dict(
+        cls, state_dict: Mapping[str, torch.Tensor], use_ema: bool = True, prefix: str | None = None
+    ) -> DinarUNet:
         """Build from a DINAR state dict: the EMA weights (``model_ema.*``) by default, else ``model.*``.
 
-        Sizes are read from the tensor shapes, so the tiny test configuration loads the same way.
+        With an explicit ``prefix`` (``""`` for our own files) the tensors under it are taken as
+        parameter-named weights. Sizes are read from the shapes, so the tiny test configuration
+        loads the same way.
         """
-        raw = select_prefixed(state_dict, UNET_PREFIX)
-        if use_ema:
+        if prefix is not None:
+            sub = select_prefixed(state_dict, prefix)
+        elif use_ema:
             ema = select_prefixed(state_dict, UNET_EMA_PREFIX)
             if not ema:
                 raise UserError("no EMA UNet weights (keys starting with 'model_ema.') in this state dict")
-            sub = ema_to_module_names(ema, template=raw or None)
+            sub = ema_to_module_names(ema, template=select_prefixed(state_dict, UNET_PREFIX) or None)
         else:
-            sub = raw
+            sub = select_prefixed(state_dict, UNET_PREFIX)
         if not sub:
             raise UserError("no diffusion UNet weights (keys starting with 'model.') in this state dict")
         net = cls(_config_from_shapes(sub))
         load_strict(net, sub, what="DINAR diffusion UNet")
         return net.eval()
+
+    def to_safetensors_state_dict(self) -> dict[str, torch.Tensor]:
+        """Our file layout: parameter names (the checkpoint's ``model.*`` names without prefix)."""
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+    @classmethod
+    def from_config_dict(cls, data: Mapping[str, Any]) -> DinarUNet:
+        fields = dict(data)
+        for name in ("channel_mult", "attention_resolutions"):
+            if name in fields:
+                fields[name] = tuple(fields[name])
+        return cls(DinarUNetConfig(**fields))
 
 
 def ema_to_module_names(

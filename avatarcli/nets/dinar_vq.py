@@ -10,7 +10,8 @@ channels of the decoder output). Module and parameter names follow the official 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -235,6 +236,8 @@ class VectorQuantizer(nn.Module):
 class DinarVQ(nn.Module):
     """encode → (continuous latent) → quantize → decode, with DINAR's checkpoint names."""
 
+    kind = "dinar_vq"
+
     def __init__(self, cfg: DinarVQConfig | None = None) -> None:
         super().__init__()
         self.config = cfg or DinarVQConfig.official()
@@ -275,6 +278,20 @@ class DinarVQ(nn.Module):
         net = cls(cfg)
         load_strict(net, sub, what="DINAR VQ autoencoder")
         return net.eval()
+
+    def to_safetensors_state_dict(self) -> dict[str, torch.Tensor]:
+        """Our file layout: the official key names without the checkpoint prefix."""
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+    @classmethod
+    def from_config_dict(cls, data: Mapping[str, Any]) -> DinarVQ:
+        fields = dict(data)
+        if "channel_mult" in fields:
+            fields["channel_mult"] = tuple(fields["channel_mult"])
+        return cls(DinarVQConfig(**fields))
 
 
 def _config_from_shapes(sub: Mapping[str, torch.Tensor]) -> DinarVQConfig:
