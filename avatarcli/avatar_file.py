@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,8 @@ def load_avatar(
     p = Path(path)
     if not p.is_file():
         raise AvatarFormatError(f"avatar file {p} does not exist")
+    if not zipfile.is_zipfile(p):  # every torch.save since 1.6 writes a zip archive
+        raise AvatarFormatError(f"{p} is not a readable avatar file (corrupt, truncated or another format)")
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip/pickle/EOF errors, or weights_only refusing a foreign object
