@@ -13,9 +13,11 @@ UV seams as it does across the skin. A method name is a ``+``-joined list of ste
 * ``harmonic``: every remaining texel gets the harmonic (Laplace) interpolation of the colours
   around it, a sparse linear solve.
 
-Copied colours are not pasted as they are: the final solve is gradient-domain (Poisson) — it
-keeps the copied *variations* but lets the copied patch drift so that it meets the seen colours
-at its border without a step. That is the colour harmonisation between filled and seen regions.
+Copied colours are not pasted as they are: the final solve is gradient-domain (screened
+Poisson) — it keeps the copied *variations* but lets the copied patch drift near its border so
+that it meets the seen colours without a step (a lighting or white-balance offset between the
+two sides fades out), while a large colour jump at the border (hairline, collar) is kept as a
+real edge. That is the colour harmonisation between filled and seen regions.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ _MATCH_FACTOR = 3.0
 _BACK_NEIGHBOURS = 32
 # Top fraction of the head's height whose seen colour stands for the hair.
 _HAIR_TOP_FRACTION = 0.2
+# A copied patch may drift from its guide over about this surface distance (metres) to meet the
+# seen colours; border colour differences much above this tolerance count as real edges.
+_BLEND_LENGTH = 0.03
+_EDGE_TOLERANCE = 0.2
 
 
 def parse_fill_method(method: str) -> tuple[str, ...]:
@@ -127,12 +133,17 @@ def _poisson_solve(
     guide: np.ndarray,
     guided: np.ndarray,
 ) -> np.ndarray:
-    """Fill unknown nodes: ``L x = div(guide)`` on them, ``x = colours`` on known nodes.
+    """Fill unknown nodes from the seen colours, following the copied ``guide`` where given.
 
-    Where no guide is given this is the harmonic interpolation; inside guided patches the
-    solution keeps the guide's differences and blends its border into the seen colours.
-    Graph components without any seen texel take the mean seen colour.
+    Unguided unknown texels get the harmonic interpolation (``L x = 0``). Guided ones solve a
+    screened Poisson equation: keep the guide's differences to guided neighbours, stay near
+    the guide itself (weight ``(spacing / blend length)²``, so a colour offset at the border
+    fades out over a few centimetres of skin) and meet the seen colours at the border. A border
+    edge where seen and copied colours differ a lot is a real edge (hairline, collar), not a
+    lighting offset, so its pull is weakened by ``exp(-(difference / tolerance)²)``.
+    Graph components without any seen texel take the guide, or else the mean seen colour.
     """
+    import scipy.sparse as sp
     from scipy.sparse.csgraph import connected_components
     from scipy.sparse.linalg import spsolve
 
@@ -146,25 +157,32 @@ def _poisson_solve(
     anchored[component[known]] = True
     solvable = unknown & anchored[component]
     floating = unknown & ~anchored[component]
-    # A floating island with a guide keeps the guide's colours; otherwise the mean seen colour.
     result[floating] = np.where(guided[floating, None], guide[floating], fallback)
     if not solvable.any():
         return result
 
-    adjacency = graph.adjacency.tocoo()
-    i, j = adjacency.row, adjacency.col
-    # Guidance: sum over guided neighbours of (g_i - g_j) for guided nodes.
-    both = guided[i] & guided[j]
-    divergence = np.zeros_like(colours)
-    np.add.at(divergence, i[both], guide[i[both]] - guide[j[both]])
+    edges = graph.adjacency.tocoo()
+    i, j = edges.row, edges.col
+    weight = np.ones(i.size)
+    border = guided[i] & known[j]
+    mismatch = np.linalg.norm(colours[j[border]] - guide[i[border]], axis=1)
+    weight[border] = np.exp(-((mismatch / _EDGE_TOLERANCE) ** 2))
+    mirror = guided[j] & known[i]
+    mismatch = np.linalg.norm(colours[i[mirror]] - guide[j[mirror]], axis=1)
+    weight[mirror] = np.exp(-((mismatch / _EDGE_TOLERANCE) ** 2))
+    adjacency = sp.csr_matrix((weight, (i, j)), shape=edges.shape)
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    screening = np.where(guided, (graph.spacing / _BLEND_LENGTH) ** 2, 0.0)
+    system_full = (sp.diags(degree + screening) - adjacency).tocsr()
 
-    laplacian = graph.laplacian()
+    both = guided[i] & guided[j]
+    rhs_full = screening[:, None] * guide
+    np.add.at(rhs_full, i[both], guide[i[both]] - guide[j[both]])
+
     u = np.flatnonzero(solvable)
     k = np.flatnonzero(~solvable)
-    fixed = result[k]
-    rhs = divergence[u] - laplacian[u][:, k] @ fixed
-    system = laplacian[u][:, u].tocsc()
-    solution = spsolve(system, rhs)
+    rhs = rhs_full[u] - system_full[u][:, k] @ result[k]
+    solution = spsolve(system_full[u][:, u].tocsc(), rhs)
     result[u] = np.asarray(solution).reshape(u.size, colours.shape[1])
     return result
 

@@ -141,7 +141,9 @@ def build_texel_graph(
         src = np.repeat(border, k)
         dst = border[nearest.ravel()]
         limit = _SEAM_RADIUS_FACTOR * np.repeat(spacing[border], k)
-        ok = (dist.ravel() <= limit) & (src != dst)
+        # Only texels far apart in the UV image: close ones are already joined by the grid.
+        uv_apart = np.maximum(np.abs(rows[src] - rows[dst]), np.abs(cols[src] - cols[dst])) > 2
+        ok = (dist.ravel() <= limit) & uv_apart
         seam_a, seam_b = src[ok], dst[ok]
     existing = set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist(), strict=True))
     seam_pairs = {

@@ -1,0 +1,182 @@
+"""Surface texel graph and classical fill of unseen texels (harmonic, mirror, front→back, hair)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from avatarcli.texture.fill import FILL_METHODS, fill_unseen_texels, parse_fill_method
+from avatarcli.texture.texel_graph import build_texel_graph
+
+SIZE = 64
+
+
+def _cylinder(size=SIZE, rows=(4, 60), cols=(4, 60), radius=None, top=1.3):
+    """A torso-like cylinder (axis y, facing +Z) unwrapped into one UV island, seam at the back.
+
+    Returns positions (T,T,3), normals (T,T,3), mask (T,T), angle (T,T).
+    """
+    positions = torch.zeros(size, size, 3)
+    normals = torch.zeros(size, size, 3)
+    angle = torch.zeros(size, size)
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    r0, r1 = rows
+    c0, c1 = cols
+    width = c1 - c0
+    spacing = 0.01
+    radius = radius or width * spacing / (2 * math.pi)
+    for c in range(c0, c1):
+        theta = -math.pi + 2 * math.pi * (c - c0 + 0.5) / width  # ±π at the back, 0 at the front
+        for r in range(r0, r1):
+            n = torch.tensor([math.sin(theta), 0.0, math.cos(theta)])
+            positions[r, c] = n * radius + torch.tensor([0.0, top - (r - r0) * spacing, 0.0])
+            normals[r, c] = n
+            angle[r, c] = theta
+            mask[r, c] = True
+    return positions, normals, mask, angle
+
+
+def test_graph_joins_the_uv_seam_on_the_surface():
+    positions, normals, mask, _ = _cylinder()
+    graph = build_texel_graph(positions, mask, normals)
+    index = graph.node_index()
+    adjacency = graph.adjacency.tocsr()
+    left, right = index[30, 4], index[30, 59]  # first and last column: neighbours on the body
+    assert adjacency[left, right] == 1
+    assert graph.num_seam_edges >= 56
+    # The seam closes the cylinder: every inner texel has exactly four neighbours.
+    degree = np.asarray(adjacency.sum(axis=1)).ravel()
+    assert np.all(degree[index[10:50, 4:60].ravel()] >= 4)
+    # No edge joins texels far apart on the surface.
+    coo = adjacency.tocoo()
+    lengths = np.linalg.norm(graph.positions[coo.row] - graph.positions[coo.col], axis=1)
+    assert lengths.max() < 0.03
+
+
+def test_islands_packed_side_by_side_in_uv_are_not_joined():
+    positions, normals, mask, _ = _cylinder(cols=(4, 30))
+    far, _, far_mask, _ = _cylinder(cols=(30, 60))
+    positions = torch.where(far_mask[..., None], far + torch.tensor([1.0, 0.0, 0.0]), positions)
+    graph = build_texel_graph(positions, mask | far_mask)
+    index = graph.node_index()
+    assert graph.adjacency.tocsr()[index[20, 29], index[20, 30]] == 0
+
+
+def _seam_scene():
+    positions, normals, mask, angle = _cylinder()
+    truth = torch.stack(
+        [0.5 + 0.4 * torch.cos(angle), 0.5 + 0.4 * torch.sin(angle), torch.full_like(angle, 0.3)]
+    )
+    truth = truth * mask
+    known = mask.clone()
+    known[:, 4:12] = False  # a band on both sides of the back seam is unseen
+    known[:, 52:60] = False
+    return positions, normals, mask, truth, known
+
+
+def test_harmonic_fill_is_continuous_across_the_seam_and_beats_uv_space():
+    positions, normals, mask, truth, known = _seam_scene()
+    graph = build_texel_graph(positions, mask, normals)
+    filled = fill_unseen_texels(truth * known, known, graph, "harmonic")
+    unseen = mask & ~known
+    surface_error = (filled - truth)[:, unseen].abs().mean()
+    # The same fill on the flat UV sheet (no seam edges) has to extrapolate each side on its own.
+    rows, cols = torch.meshgrid(torch.arange(SIZE), torch.arange(SIZE), indexing="ij")
+    flat = torch.stack([cols * 0.01, -rows * 0.01, torch.zeros(SIZE, SIZE)], dim=-1).float()
+    uv_graph = build_texel_graph(flat, mask)
+    assert uv_graph.num_seam_edges == 0
+    uv_filled = fill_unseen_texels(truth * known, known, uv_graph, "harmonic")
+    uv_error = (uv_filled - truth)[:, unseen].abs().mean()
+    assert surface_error < 0.06 and surface_error < 0.7 * uv_error
+    # Across the seam (first vs last column, neighbours on the body) the surface fill has no step.
+    surface_step = (filled[:, 10:50, 4] - filled[:, 10:50, 59]).abs().max()
+    uv_step = (uv_filled[:, 10:50, 4] - uv_filled[:, 10:50, 59]).abs().max()
+    assert surface_step < 0.05 < 0.3 < uv_step
+    assert torch.equal(filled[:, known], truth[:, known])  # seen texels untouched
+    assert torch.all(filled[:, ~mask] == 0)  # outside the islands untouched
+
+
+def test_mirror_fill_copies_the_other_side_and_blends_its_border():
+    positions, normals, mask, angle = _cylinder()
+    stripes = (torch.sin(positions[..., 1] * 60) > 0).float()
+    truth = torch.stack([stripes, 0.5 * stripes + 0.2, torch.full_like(stripes, 0.4)]) * mask
+    known = mask & (positions[..., 0] < 0.005)  # one side of the body was seen
+    seen = truth * known
+    seen[:, known] += 0.1  # the seen side is a little brighter: the copy must not show a step
+    graph = build_texel_graph(positions, mask, normals)
+    unseen = mask & ~known
+    mirrored = fill_unseen_texels(seen, known, graph, "mirror+harmonic")
+    harmonic = fill_unseen_texels(seen, known, graph, "harmonic")
+    err_mirror = (mirrored - truth)[:, unseen].abs().mean()
+    err_harmonic = (harmonic - truth)[:, unseen].abs().mean()
+    assert err_mirror < 0.5 * err_harmonic
+    # Along the middle of the back the stripes are kept: the copy carries detail across.
+    assert err_mirror < 0.2
+
+
+def _head_sphere(size=SIZE, rows=(4, 36), cols=(4, 60), centre=(0.0, 1.6, 0.0), radius=0.1):
+    positions = torch.zeros(size, size, 3)
+    normals = torch.zeros(size, size, 3)
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    for r in range(*rows):
+        phi = math.pi * (r - rows[0] + 0.5) / (rows[1] - rows[0])
+        for c in range(*cols):
+            theta = -math.pi + 2 * math.pi * (c - cols[0] + 0.5) / (cols[1] - cols[0])
+            n = torch.tensor(
+                [math.sin(phi) * math.sin(theta), math.cos(phi), math.sin(phi) * math.cos(theta)]
+            )
+            positions[r, c] = torch.tensor(centre) + radius * n
+            normals[r, c] = n
+            mask[r, c] = True
+    return positions, normals, mask
+
+
+def test_back_fill_gives_the_back_of_the_head_the_hair_colour_and_the_back_the_shirt():
+    head_pos, head_n, head_mask = _head_sphere()
+    body_pos, body_n, body_mask, _ = _cylinder(rows=(38, 62), top=1.45)
+    positions = torch.where(head_mask[..., None], head_pos, body_pos)
+    normals = torch.where(head_mask[..., None], head_n, body_n)
+    mask = head_mask | body_mask
+    parts = torch.where(head_mask, 0, 1)
+    hair = torch.tensor([0.1, 0.05, 0.02])
+    skin = torch.tensor([0.8, 0.6, 0.5])
+    shirt = torch.tensor([0.2, 0.6, 0.3])
+    is_hair = head_mask & ((normals[..., 1] > 0.3) | (normals[..., 2] < 0))
+    truth = torch.where(is_hair[..., None], hair, torch.where(head_mask[..., None], skin, shirt))
+    truth = truth.permute(2, 0, 1) * mask
+    known = mask & (normals[..., 2] > 0.2)  # a front photo
+    graph = build_texel_graph(positions, mask, normals, parts)
+    back_of_head = head_mask & (normals[..., 2] < -0.3) & (normals[..., 1].abs() < 0.5)
+    back_of_body = body_mask & (normals[..., 2] < -0.3)
+    with_back = fill_unseen_texels(truth * known, known, graph, "back+harmonic")
+    plain = fill_unseen_texels(truth * known, known, graph, "harmonic")
+    err_back = (with_back - truth)[:, back_of_head].abs().mean()
+    err_plain = (plain - truth)[:, back_of_head].abs().mean()
+    assert err_back < 0.05 and err_back < 0.3 * err_plain
+    assert (with_back - truth)[:, back_of_body].abs().max() < 0.02  # the shirt goes round
+    explicit = fill_unseen_texels(truth * known, known, graph, "back+harmonic", head_parts=[0])
+    assert torch.allclose(explicit, with_back)
+
+
+def test_regions_nobody_saw_get_the_mean_seen_colour():
+    positions, normals, mask, _ = _cylinder(cols=(4, 30))
+    far, _, far_mask, _ = _cylinder(cols=(34, 60))
+    positions = torch.where(far_mask[..., None], far + torch.tensor([1.0, 0.0, 0.0]), positions)
+    known = mask.clone()
+    texture = torch.zeros(3, SIZE, SIZE)
+    texture[:, mask] = torch.tensor([0.2, 0.4, 0.6])[:, None]
+    graph = build_texel_graph(positions, mask | far_mask)
+    filled = fill_unseen_texels(texture, known, graph, "mirror+back+harmonic")
+    assert torch.allclose(filled[:, far_mask], torch.tensor([0.2, 0.4, 0.6])[:, None])
+
+
+def test_method_names():
+    assert parse_fill_method("harmonic") == ()
+    assert parse_fill_method("mirror+back+harmonic") == ("mirror", "back")
+    assert all(parse_fill_method(m) is not None for m in FILL_METHODS)
+    for bad in ("mirror", "harmonic+mirror", "blur+harmonic", "mirror+mirror+harmonic"):
+        with pytest.raises(ValueError):
+            parse_fill_method(bad)
