@@ -1,0 +1,1 @@
+"""The ``avatar`` command line: thin typer commands over :mod:`avatarcli.pipelines`."""

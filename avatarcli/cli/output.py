@@ -1,0 +1,46 @@
+"""Console helpers: rich output on stderr, machine-readable JSON on stdout, progress bars."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+
+def console():
+    from rich.console import Console
+
+    from avatarcli.cli.app import state
+
+    return Console(stderr=True, quiet=state.quiet, highlight=False)
+
+
+def print_json(data: Any) -> None:
+    """One JSON object on stdout (nothing else goes to stdout with --json)."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def progress():
+    """A rich progress bar (hidden with --quiet) for long steps."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"),
+        console=console(),
+        transient=False,
+    )

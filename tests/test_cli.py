@@ -1,0 +1,87 @@
+"""CLI: instant help, version, doctor (text + JSON), exit codes for user errors and bugs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from avatarcli.cli.main import main
+
+
+def test_version(capsys):
+    assert main(["--version"]) == 0
+    assert "avatarcli" in capsys.readouterr().out
+
+
+def test_help_lists_commands(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "doctor" in out
+
+
+def test_doctor_json_parses(capsys):
+    assert main(["doctor", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["device"]["selected"] in ("cpu", "cuda")
+    assert any(b["name"] == "anny" and b["available"] for b in report["bodies"])
+    assert "torch" in report["packages"]
+
+
+def test_doctor_sees_smplx_dir(capsys, smplx_dir):
+    assert main(["doctor", "--json", "--smplx-dir", str(smplx_dir)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    smplx = next(b for b in report["bodies"] if b["name"] == "smplx")
+    assert smplx["available"] and smplx["genders"] == ["neutral"]
+
+
+def test_doctor_text(capsys):
+    assert main(["doctor"]) == 0
+    err = capsys.readouterr().err
+    assert "anny" in err and "device" in err
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main(["no-such-command"]) == 2
+    assert main(["--device", "tpu", "doctor"]) == 2
+    assert "unknown device" in capsys.readouterr().err
+
+
+def test_user_error_is_one_line_exit_2(capsys, monkeypatch):
+    from avatarcli.errors import UserError
+    from avatarcli.pipelines import doctor as doctor_mod
+
+    def boom(**_):
+        raise UserError("photo.jpg is not an image; pass a JPEG or PNG")
+
+    monkeypatch.setattr(doctor_mod, "doctor_report", boom)
+    assert main(["doctor"]) == 2
+    err = capsys.readouterr().err
+    assert "photo.jpg is not an image" in err and "Traceback" not in err
+
+
+def test_unexpected_error_exit_1_with_hint(capsys, monkeypatch):
+    from avatarcli.pipelines import doctor as doctor_mod
+
+    def bug(**_):
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(doctor_mod, "doctor_report", bug)
+    assert main(["doctor"]) == 1
+    err = capsys.readouterr().err
+    assert "unexpected ZeroDivisionError" in err and "-v" in err and "Traceback" not in err
+    assert main(["-v", "doctor"]) == 1
+    assert "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"]])
+def test_help_does_not_import_heavy_packages(args):
+    heavy = ("torch", "mediapipe", "diffusers", "cv2", "anny", "trimesh")
+    code = (
+        f"import sys; from avatarcli.cli.main import main; main({args!r}); "
+        f"print([m for m in {heavy!r} if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"
