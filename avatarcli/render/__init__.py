@@ -13,7 +13,7 @@ Pieces:
 
 * :mod:`~avatarcli.render.camera` — :class:`Camera` (OpenCV pinhole, pixel centres at +0.5),
   :func:`framing_camera` (orbit camera that frames a body's bounding box);
-* :mod:`~avatarcli.render.rasterize` — :func:`rasterize` → :class:`Fragments` (face id, barycentrics,
+* :mod:`~avatarcli.render.rasterizer` — :func:`rasterize` → :class:`Fragments` (face id, barycentrics,
   depth, mask), differentiable barycentrics;
 * :mod:`~avatarcli.render.interpolate` — per-vertex / per-corner attribute interpolation;
 * :mod:`~avatarcli.render.maps` — UV, normal, view-angle and body-part renders;
@@ -37,7 +37,7 @@ from avatarcli.render.maps import (
     vertex_normals,
     view_cosine,
 )
-from avatarcli.render.rasterize import Fragments, rasterize, rasterize_screen
+from avatarcli.render.rasterizer import Fragments, rasterize, rasterize_screen
 from avatarcli.render.silhouette import soft_silhouette
 from avatarcli.render.texel import (
     TexelGeometry,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from avatarcli.render.rasterize import Fragments
+from avatarcli.render.rasterizer import Fragments
 
 
 def interpolate(values: torch.Tensor, fragments: Fragments, faces: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """Per-pixel geometry renders derived from one rasterisation: UV, normals, view angle, part ids.
 
-Each function takes the :class:`~avatarcli.render.rasterize.Fragments` of a mesh, so a caller
+Each function takes the :class:`~avatarcli.render.rasterizer.Fragments` of a mesh, so a caller
 rasterises once and derives as many maps as it needs. Images are channels-last
 ``(B, H, W, C)``; background pixels are 0 (part ids: -1).
 """
@@ -11,7 +11,7 @@ import torch
 
 from avatarcli.render.camera import Camera
 from avatarcli.render.interpolate import interpolate, interpolate_corners
-from avatarcli.render.rasterize import Fragments
+from avatarcli.render.rasterizer import Fragments
 
 #: DINAR's background value for uv renders fed to its neural renderer
 DINAR_UV_BACKGROUND = -10.0

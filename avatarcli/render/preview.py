@@ -18,7 +18,7 @@ import torch
 
 from avatarcli.io_utils import atomic_write
 from avatarcli.render.camera import framing_camera
-from avatarcli.render.rasterize import rasterize
+from avatarcli.render.rasterizer import rasterize
 from avatarcli.render.textured import render_textured
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -38,7 +38,6 @@ from avatarcli.render.camera import Camera
 DEFAULT_MAX_PAIRS = 1 << 22
 #: slack on the inside test so pixel centres exactly on a shared edge are never missed by both faces
 INSIDE_EPS = 1e-6
-_EMPTY_KEY = torch.iinfo(torch.int64).max
 
 
 @dataclass
@@ -147,15 +146,15 @@ def _visible_faces(
 ) -> torch.Tensor:
     """The z-buffer pass: nearest face id per pixel, (B, H, W) long, -1 where none.
 
-    Faces are grouped by the size class of their pixel bounding box (exact up to 4 pixels, then
-    powers of two), so each group tests an (n, ky, kx) block of candidates by broadcasting. The
+    Faces are grouped by the size class of their pixel bounding box (next power of two of its
+    width and height), so each group tests an (n, ky, kx) block of candidates by broadcasting. The
     edge functions and 1/z are affine in the pixel position, hence separable in x and y: each
     full-size operation is one add of an (n, 1, kx) and an (n, ky, 1) tensor, with no gathers.
     """
     batch = xy.shape[0]
     device = xy.device
     num_faces = faces.shape[0]
-    zbuf = torch.full((batch * height * width,), _EMPTY_KEY, dtype=torch.int64, device=device)
+    zbuf = torch.zeros(batch * height * width, dtype=torch.int64, device=device)
     if num_faces == 0 or xy.shape[1] == 0:
         return torch.full((batch, height, width), -1, dtype=torch.long, device=device)
 
@@ -199,10 +198,12 @@ def _visible_faces(
     dz1, dz2 = inv_z[:, 1] - inv_z[:, 0], inv_z[:, 2] - inv_z[:, 0]
     az, bz = a1 * dz1 + a2 * dz2, b1 * dz1 + b2 * dz2
     b_of = torch.div(active, num_faces, rounding_mode="floor")
+    # l0 = 1 - l1 - l2 is affine too; all three must be >= 0 inside
     per_face = torch.stack(
         [
             fx0 * a1, fy0 * b1, a1, b1,  # l1 = (fx0 a1 + dx a1) + (fy0 b1 + dy b1)
             fx0 * a2, fy0 * b2, a2, b2,
+            1.0 - fx0 * (a1 + a2), -fy0 * (b1 + b2), -(a1 + a2), -(b1 + b2),
             inv_z[:, 0] + fx0 * az, fy0 * bz, az, bz,
             nx, ny,
         ]
@@ -210,32 +211,23 @@ def _visible_faces(
     corner = b_of * (height * width) + y_lo.long() * width + x_lo.long()
     face_id = active - b_of * num_faces
 
-    # size classes: exact widths up to 4 pixels, then the next power of two
-    def size_class(n: torch.Tensor) -> torch.Tensor:
-        return torch.where(n <= 4, n, torch.exp2(torch.ceil(torch.log2(n))))
-
-    kx, ky = size_class(nx).long(), size_class(ny).long()
+    # size classes: the next power of two of the box's width and height
+    kx = torch.exp2(torch.ceil(torch.log2(nx))).long()
+    ky = torch.exp2(torch.ceil(torch.log2(ny))).long()
     class_key = kx * (1 << 20) + ky
     order = torch.argsort(class_key)
-    keys, sizes = torch.unique_consecutive(class_key.index_select(0, order), return_counts=True)
+    per_face, corner, face_id = per_face[:, order], corner[order], face_id[order]
+    keys, sizes = torch.unique_consecutive(class_key[order], return_counts=True)
     start = 0
     for key, size in zip(keys.tolist(), sizes.tolist(), strict=True):
         cx, cy = key >> 20, key & ((1 << 20) - 1)
         step = max(1, max_pairs // (cx * cy))
         for s in range(start, start + size, step):
-            idx = order[s : min(s + step, start + size)]
-            _scatter_block(
-                zbuf,
-                per_face.index_select(1, idx),
-                corner.index_select(0, idx),
-                face_id.index_select(0, idx),
-                cx,
-                cy,
-                width,
-            )
+            e = min(s + step, start + size)
+            _scatter_block(zbuf, per_face[:, s:e], corner[s:e], face_id[s:e], cx, cy, width)
         start += size
 
-    face_index = torch.where(zbuf == _EMPTY_KEY, torch.full_like(zbuf, -1), zbuf & 0xFFFFFFFF)
+    face_index = torch.where(zbuf < (1 << 32), torch.full_like(zbuf, -1), zbuf & 0xFFFFFFFF)
     return face_index.view(batch, height, width)
 
 
@@ -248,20 +240,25 @@ def _scatter_block(
     ky: int,
     width: int,
 ) -> None:
-    """Test an (n, ky, kx) block of candidate pixels and fold the covered ones into ``zbuf``."""
+    """Test an (n, ky, kx) block of candidate pixels and fold the covered ones into ``zbuf``.
+
+    The key is ``(float32 bits of 1/z) << 32 | face id``: nearer is larger, so ``amax`` wins.
+    Candidates outside the triangle get 1/z = 0, a key below 2**32 that reads as background.
+    """
     device = zbuf.device
     dx = torch.arange(kx, device=device, dtype=torch.float32).view(1, 1, kx)
     dy = torch.arange(ky, device=device, dtype=torch.float32).view(1, ky, 1)
-    c = per_face.view(per_face.shape[0], -1, 1, 1)
+    c = per_face.reshape(per_face.shape[0], -1, 1, 1)
     l1 = (c[0] + dx * c[2]) + (c[1] + dy * c[3])
     l2 = (c[4] + dx * c[6]) + (c[5] + dy * c[7])
-    inv_z = (c[8] + dx * c[10]) + (c[9] + dy * c[11])
-    in_box = (dx < c[12]) & (dy < c[13])
-    inside = in_box & (l1 >= -INSIDE_EPS) & (l2 >= -INSIDE_EPS) & (l1 + l2 <= 1.0 + INSIDE_EPS)
-    depth_bits = (1.0 / inv_z).view(torch.int32).to(torch.int64)
-    key = torch.where(inside, (depth_bits << 32) | face_id.view(-1, 1, 1), _EMPTY_KEY)
-    pixel = corner.view(-1, 1, 1) + (dy.long() * width + dx.long())
-    zbuf.scatter_reduce_(0, pixel.reshape(-1), key.reshape(-1), reduce="amin", include_self=True)
+    l0 = (c[8] + dx * c[10]) + (c[9] + dy * c[11])
+    inv_z = (c[12] + dx * c[14]) + (c[13] + dy * c[15])
+    inside = (torch.minimum(torch.minimum(l0, l1), l2) >= -INSIDE_EPS) & ((dx < c[16]) & (dy < c[17]))
+    inv_z_bits = torch.where(inside, inv_z, 0.0).view(torch.int32).to(torch.int64)
+    key = (inv_z_bits << 32) | face_id.view(-1, 1, 1)
+    # out-of-box candidates may wrap to the next row or past the end: clamp, their key is harmless
+    pixel = (corner.view(-1, 1, 1) + (dy.long() * width + dx.long())).clamp_(max=zbuf.numel() - 1)
+    zbuf.scatter_reduce_(0, pixel.reshape(-1), key.reshape(-1), reduce="amax", include_self=True)
 
 
 def _barycentrics(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from avatarcli.render.camera import Camera
-from avatarcli.render.rasterize import check_mesh
+from avatarcli.render.rasterizer import check_mesh
 
 DEFAULT_MAX_PAIRS = 1 << 21
 

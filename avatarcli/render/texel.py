@@ -15,7 +15,7 @@ import torch
 
 from avatarcli.render.camera import Camera
 from avatarcli.render.maps import vertex_normals
-from avatarcli.render.rasterize import Fragments, check_mesh, rasterize_screen
+from avatarcli.render.rasterizer import Fragments, check_mesh, rasterize_screen
 
 
 @dataclass

@@ -19,7 +19,7 @@ import torch
 
 from avatarcli.render.camera import Camera
 from avatarcli.render.maps import render_uv, view_cosine
-from avatarcli.render.rasterize import Fragments, rasterize
+from avatarcli.render.rasterizer import Fragments, rasterize
 
 
 def sample_texture(texture: torch.Tensor, uv: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
