@@ -1,0 +1,138 @@
+"""Child-process FBX parser: ``python -m avatarcli.motion._fbx_worker IN.fbx OUT.npz``.
+
+ufbx's Python bindings can crash the interpreter (a refcount bug in cached element wrappers,
+see docs/MOTION_FORMAT.md), so FBX files are parsed here, in a throw-away process, and only
+plain numpy arrays cross back. Every fetched element gets an extra reference and the scene is
+never freed; the process exit reclaims the memory.
+
+Output arrays: ``names`` (J,), ``parents`` (J,) (−1 for skeleton roots), ``rest_world``
+(J, 4, 4), ``world`` (T, J, 4, 4) in metres, Y-up (+Z front), ``fps`` and ``take``.
+Exit status 3 with a one-line message on stderr for a file we cannot use.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+import numpy as np
+
+EXIT_BAD_FILE = 3
+MAX_FRAMES = 100_000
+
+_incref = ctypes.pythonapi.Py_IncRef
+_incref.argtypes = [ctypes.py_object]
+_incref.restype = None
+
+
+def _keep(obj):  # noqa: ANN001, ANN202 - any ufbx element
+    """Pin a ufbx wrapper: repeated fetches return it without a new reference (binding bug)."""
+    if obj is not None:
+        _incref(obj)
+    return obj
+
+
+def _mat4(m) -> np.ndarray:  # noqa: ANN001 - ufbx.Matrix, columns c0..c3
+    return np.array(
+        [
+            [m.c0.x, m.c1.x, m.c2.x, m.c3.x],
+            [m.c0.y, m.c1.y, m.c2.y, m.c3.y],
+            [m.c0.z, m.c1.z, m.c2.z, m.c3.z],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    )
+
+
+class BadFile(Exception):
+    pass
+
+
+def extract(path: str) -> dict[str, np.ndarray]:
+    import ufbx
+
+    try:
+        scene = ufbx.load_file(
+            path,
+            target_axes=ufbx.CoordinateAxes(
+                ufbx.CoordinateAxis.POSITIVE_X, ufbx.CoordinateAxis.POSITIVE_Y, ufbx.CoordinateAxis.POSITIVE_Z
+            ),
+            target_unit_meters=1.0,
+            space_conversion=ufbx.SpaceConversion.ADJUST_TRANSFORMS,
+        )
+    except Exception as exc:  # ufbx raises one class per failure kind
+        reason = str(exc).replace("\n", " ")
+        if type(exc).__name__ in ("UnknownError", "TruncatedFileError") or reason == "Failed to load":
+            reason = "the file is truncated or corrupt"
+        raise BadFile(f"cannot parse it as FBX ({reason})") from exc
+    _keep(scene)
+    nodes = [_keep(n) for n in scene.nodes]
+    bones = [n for n in nodes if _keep(n.bone) is not None]
+    if not bones:
+        raise BadFile("it has no skeleton (no LimbNode bones)")
+    ids = {b.typed_id: i for i, b in enumerate(bones)}
+    parents = []
+    for b in bones:
+        p = _keep(b.parent)
+        parents.append(ids.get(p.typed_id, -1) if p is not None else -1)
+    rest_world = np.stack([_bind_or_static(b) for b in bones])
+
+    stacks = [_keep(s) for s in scene.anim_stacks]
+    stacks = [s for s in stacks if s.time_end > s.time_begin]
+    if not stacks:
+        raise BadFile("it has no animation (no take with keyframes)")
+    stack = max(stacks, key=lambda s: s.time_end - s.time_begin)
+    anim = _keep(stack.anim)
+    settings = _keep(scene.settings)
+    fps = float(settings.frames_per_second) or 30.0
+    count = int(round((stack.time_end - stack.time_begin) * fps)) + 1
+    if count > MAX_FRAMES:
+        raise BadFile(f"its animation is too long ({count} frames at {fps:g} fps)")
+    world = np.empty((count, len(bones), 4, 4))
+    for f in range(count):
+        evaluated = _keep(ufbx.evaluate_scene(scene, anim, stack.time_begin + f / fps))
+        ev_nodes = [_keep(n) for n in evaluated.nodes]
+        for i, b in enumerate(bones):
+            world[f, i] = _mat4(_keep(ev_nodes[b.typed_id].node_to_world))
+    return {
+        "names": np.array([b.name for b in bones]),
+        "parents": np.array(parents, dtype=np.int64),
+        "rest_world": rest_world,
+        "world": world,
+        "fps": np.array(fps),
+        "take": np.array(str(stack.name)),
+    }
+
+
+def _bind_or_static(bone) -> np.ndarray:  # noqa: ANN001
+    """The bone's bind-pose world matrix when the file stores one, else its static transform."""
+    pose = _keep(bone.bind_pose)
+    if pose is not None:
+        for bp in [_keep(x) for x in pose.bone_poses]:
+            node = _keep(bp.bone_node)
+            if node is not None and node.typed_id == bone.typed_id:
+                return _mat4(_keep(bp.bone_to_world))
+    return _mat4(_keep(bone.node_to_world))
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2:
+        print("usage: python -m avatarcli.motion._fbx_worker IN.fbx OUT.npz", file=sys.stderr)
+        return 2
+    try:
+        arrays = extract(argv[0])
+    except BadFile as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_FILE
+    if not all(np.isfinite(a).all() for a in (arrays["rest_world"], arrays["world"])):
+        print("its skeleton or animation contains NaN/infinite transforms", file=sys.stderr)
+        return EXIT_BAD_FILE
+    np.savez(argv[1], **arrays)
+    sys.stdout.flush()
+    # skip interpreter teardown: freeing pinned ufbx wrappers is what crashes
+    import os
+
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

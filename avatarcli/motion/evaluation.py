@@ -1,0 +1,92 @@
+"""How faithfully a retargeted motion reproduces its source: per-frame bone-direction angles.
+
+For every target bone whose two ends are mapped (see :func:`retargeting.target_bones`), the
+direction of the source bone (after the source's own FK) is compared with the direction of
+the body's bone after posing the body's skeleton with the retargeted ``pose``. Both live in
+the same world frame (retargeting keeps the source's facing), so the angle between them is
+the error, independent of the two skeletons' proportions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from avatarcli.body.joints import SMPLX_JOINT_NAMES
+from avatarcli.body.kinematics import axis_angle_to_matrix, forward_kinematics
+from avatarcli.motion.clip import Clip
+from avatarcli.motion.retargeting import RetargetedMotion, retarget, target_bones
+
+#: bones whose rest directions differ by more than this cannot match with any rotation
+PROPORTION_LIMIT_DEG = 2.0
+
+
+@dataclass
+class BoneErrors:
+    bones: list[str]  # "joint→child" canonical names
+    degrees: np.ndarray  # (T, B)
+    rest_degrees: np.ndarray  # (B,) error with the source in its rest pose
+
+    @property
+    def proportion_limited(self) -> list[str]:
+        """Bones sharing a parent joint whose rest directions no single rotation can match
+        (e.g. pelvis→hips when the two pelvises differ in width/height ratio)."""
+        return [b for b, r in zip(self.bones, self.rest_degrees, strict=True) if r > PROPORTION_LIMIT_DEG]
+
+    def transferable(self) -> BoneErrors:
+        """The subset of bones that a perfect retarget reproduces exactly."""
+        keep = self.rest_degrees <= PROPORTION_LIMIT_DEG
+        names = [b for b, k in zip(self.bones, keep, strict=True) if k]
+        return BoneErrors(names, self.degrees[:, keep], self.rest_degrees[keep])
+
+    @property
+    def mean(self) -> float:
+        return float(self.degrees.mean()) if self.degrees.size else float("nan")
+
+    @property
+    def p95(self) -> float:
+        return float(np.percentile(self.degrees, 95)) if self.degrees.size else float("nan")
+
+    @property
+    def max(self) -> float:
+        return float(self.degrees.max()) if self.degrees.size else float("nan")
+
+
+def bone_direction_errors(clip: Clip, motion: RetargetedMotion, body: Any) -> BoneErrors:
+    """Angles (degrees) between source and retargeted bone directions, per frame and bone."""
+    degrees, names = _angles(clip, motion, body)
+    rest_clip = replace(
+        clip,
+        rotations=clip.rest_rotations[None],
+        root_translation=clip.rest_offsets[:1],
+    )
+    rest_degrees, _ = _angles(rest_clip, retarget(rest_clip, body, mapping=_names(clip, motion)), body)
+    return BoneErrors(names, degrees, rest_degrees[0])
+
+
+def _names(clip: Clip, motion: RetargetedMotion) -> dict[str, str]:
+    """The joint map actually used, as an explicit {source: target} mapping."""
+    return {clip.joint_names[s]: SMPLX_JOINT_NAMES[j] for j, s in motion.joint_map.items()}
+
+
+def _angles(clip: Clip, motion: RetargetedMotion, body: Any) -> tuple[np.ndarray, list[str]]:
+    rest = torch.as_tensor(body.rest_joints).detach().to("cpu", torch.float64)
+    parents = [int(p) for p in body.parents]
+    _, src_pos = clip.global_transforms()
+    _, src_rest = clip.rest_transforms()
+    src_pos, src_rest = torch.from_numpy(src_pos), torch.from_numpy(src_rest)
+    bones = target_bones(motion.joint_map, parents, clip.parents, rest, src_rest)
+    frames = motion.num_frames
+    rot = axis_angle_to_matrix(motion.pose.double())
+    world = forward_kinematics(rot, rest.expand(frames, -1, -1), parents)
+    tgt_pos = world[..., :3, 3]
+    if not bones:
+        return np.zeros((frames, 0)), []
+    src_dir = torch.stack([src_pos[:, b.src_child] - src_pos[:, b.src_joint] for b in bones], 1)
+    tgt_dir = torch.stack([tgt_pos[:, b.child] - tgt_pos[:, b.joint] for b in bones], 1)
+    cos = torch.nn.functional.cosine_similarity(src_dir, tgt_dir, dim=-1).clamp(-1, 1)
+    names = [f"{SMPLX_JOINT_NAMES[b.joint]}→{SMPLX_JOINT_NAMES[b.child]}" for b in bones]
+    return torch.rad2deg(torch.acos(cos)).numpy(), names
