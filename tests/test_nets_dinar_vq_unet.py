@@ -157,3 +157,23 @@ def test_unet_accepts_scalar_timestep():
         a = net(x, torch.tensor(10), cond)
         b = net(x, torch.tensor([10, 10]), cond)
     assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+def test_vq_and_unet_vectors_on_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    sd, inp, out, _ = load_vector("dinar_vq")
+    vq = DinarVQ.from_dinar_state_dict(sd).cuda()
+    with torch.no_grad():
+        z = vq.encode(inp["texture"].cuda())
+        assert max_abs(z.cpu(), out["z"]) <= 1e-4
+        assert torch.equal(vq.quantize(out["z"].cuda())[1].cpu(), out["codebook_indices"])
+        assert max_abs(vq.decode(out["z"].cuda()).cpu(), out["decoded"]) <= 1e-3
+    sd, inp, out, _ = load_vector("dinar_unet")
+    unet = DinarUNet.from_dinar_state_dict(sd).cuda()
+    with torch.no_grad():
+        eps = unet(inp["x_t"].cuda(), inp["timesteps"].cuda(), inp["c_concat"].cuda())
+    assert max_abs(eps.cpu(), out["eps"]) <= 1e-3
