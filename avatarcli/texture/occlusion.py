@@ -26,6 +26,8 @@ from avatarcli.texture.texel_graph import TexelGraph
 _GOLDEN = 0.618033988749895
 CANNY_LOW = 150
 CANNY_HIGH = 200
+#: rest-pose distance (metres) between neighbouring pixels that marks a real occlusion
+MIN_REST_JUMP = 0.05
 
 
 def _hsv_to_rgb(h: np.ndarray, s: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -121,12 +123,19 @@ def occlusion_boundary_mask(
     high: int = CANNY_HIGH,
     contour_thickness: int = 2,
     dilate_iterations: int = 2,
+    rest_positions: torch.Tensor | None = None,
+    min_jump: float = MIN_REST_JUMP,
 ) -> torch.Tensor:
     """Pixels (B, H, W) bool near an occlusion boundary inside the rendered body.
 
     ``colormap_render`` (B, 3, H, W) in [0, 1] is the part texture seen through the UV render,
     ``silhouette`` (B, H, W) the mesh coverage. Canny (thresholds 150/200 as DINAR) on the 8-bit
     render, minus the outer silhouette contour, dilated 3×3 ``dilate_iterations`` times.
+
+    With ``rest_positions`` (B, 3, H, W) — the rest-pose surface point seen at each pixel — an
+    edge only counts where neighbouring pixels show points more than ``min_jump`` metres apart
+    on the rest body: a real occlusion, not the colour border of two connected parts (neck,
+    shoulder, wrist), which the plain colormap detector also flags.
     """
     import cv2
 
@@ -142,15 +151,41 @@ def occlusion_boundary_mask(
         cv2.drawContours(outline, contours, -1, 1, thickness=contour_thickness)
         edges[i] = found & (outline == 0) & (body > 0)
     mask = torch.from_numpy(edges).to(sil.device)
+    if rest_positions is not None:
+        mask &= rest_position_jumps(rest_positions, sil, min_jump)
     return dilate_mask(mask, 3, dilate_iterations) & sil
+
+
+def rest_position_jumps(
+    rest_positions: torch.Tensor, silhouette: torch.Tensor, min_jump: float
+) -> torch.Tensor:
+    """(B, H, W) pixels within two pixels of a neighbour pair whose rest-pose points are more
+    than ``min_jump`` apart (a discontinuity on the body surface, i.e. an occlusion)."""
+    sil = as_mask(silhouette)
+    points = rest_positions.detach().float()
+    jump = torch.zeros_like(sil, dtype=points.dtype)
+    for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
+        shifted = torch.roll(points, shifts=(-dr, -dc), dims=(2, 3))
+        both = sil & torch.roll(sil, shifts=(-dr, -dc), dims=(1, 2))
+        distance = (points - shifted).norm(dim=1) * both
+        jump = torch.maximum(jump, distance)
+        jump = torch.maximum(jump, torch.roll(distance, shifts=(dr, dc), dims=(1, 2)))
+    return dilate_mask(jump > min_jump, 5, 1)
 
 
 def detect_occlusions(
     colormap_texture: torch.Tensor,
     uv_render: torch.Tensor,
     uv_mask: torch.Tensor,
+    rest_position_texture: torch.Tensor | None = None,
     **options,
 ) -> torch.Tensor:
-    """Render the part colormap through ``uv_render`` and return the occlusion-boundary pixels."""
+    """Render the part colormap through ``uv_render`` and return the occlusion-boundary pixels.
+
+    Pass ``rest_position_texture`` (3, T, T) (padded like the colormap) to keep only edges that
+    are real surface discontinuities (see :func:`occlusion_boundary_mask`).
+    """
     render = lookup_texture(colormap_texture, uv_render, uv_mask)
+    if rest_position_texture is not None:
+        options["rest_positions"] = lookup_texture(rest_position_texture, uv_render, uv_mask)
     return occlusion_boundary_mask(render, uv_mask, **options)

@@ -1,0 +1,122 @@
+"""Glue between a body model, the renderer and the texture functions: one call per job.
+
+The texture functions take plain tensors so they can be tested on synthetic scenes; this module
+builds those tensors for a real body:
+
+* :func:`body_texel_maps` — per texture size, the rest-pose texel geometry, the part id of every
+  texel, the surface :class:`~avatarcli.texture.texel_graph.TexelGraph` for filling and the
+  colour-coded part texture for the occlusion detector (build once per avatar, reuse per view);
+* :func:`sample_view` — one photo + fitted mesh + camera → :class:`SampledTexture` (with the
+  occlusion detector on by default);
+* :func:`textured_render_fn` — the differentiable ``texture → image`` callable that
+  :func:`~avatarcli.texture.refine.refine_texture` needs, rasterising the mesh once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from avatarcli.texture.occlusion import occlusion_boundary_mask, pad_texture_islands, part_colormap_texture
+from avatarcli.texture.sampling import SampledTexture, sample_rgb_texture
+from avatarcli.texture.texel_graph import TexelGraph, build_texel_graph
+
+# Surface smoothing of the part colormap: softens junctions of connected parts (neck, shoulders)
+# so Canny fires on occlusions, not on every part border.
+COLORMAP_SMOOTH_STEPS = 24
+
+
+@dataclass
+class BodyTexelMaps:
+    texture_size: int
+    positions: torch.Tensor  # (T, T, 3) rest-pose surface point per texel (metres)
+    normals: torch.Tensor  # (T, T, 3) rest-pose unit normal per texel
+    mask: torch.Tensor  # (T, T) bool: texel inside the UV layout
+    parts: torch.Tensor  # (T, T) long body-part id (avatarcli.body.parts), -1 outside
+    graph: TexelGraph
+    colormap: torch.Tensor  # (3, T, T) part colormap, islands padded
+    rest_texture: torch.Tensor  # (3, T, T) rest positions as a texture, islands padded
+
+
+def body_texel_maps(body, texture_size: int = 256, shape: torch.Tensor | None = None) -> BodyTexelMaps:
+    """Rest-pose texel maps of ``body`` (an :class:`avatarcli.body.BodyModel`) at ``texture_size``."""
+    from avatarcli.render import texel_geometry
+
+    rest = body.rest(shape)
+    geometry = texel_geometry(rest.vertices[:1], body.faces, body.uv, body.uv_faces, texture_size)
+    mask = geometry.mask.cpu()
+    face = geometry.face_index.cpu()
+    parts = torch.where(mask, body.part_ids.cpu()[face.clamp_min(0)], torch.full_like(face, -1))
+    positions = geometry.position[0].detach().cpu()
+    normals = geometry.normal[0].detach().cpu()
+    graph = build_texel_graph(positions, mask, normals, parts)
+    colormap = part_colormap_texture(parts, positions, mask, graph=graph, smooth_steps=COLORMAP_SMOOTH_STEPS)
+    rest_texture = pad_texture_islands(positions.permute(2, 0, 1), mask, 4)
+    return BodyTexelMaps(texture_size, positions, normals, mask, parts, graph, colormap, rest_texture)
+
+
+def sample_view(
+    body,
+    vertices: torch.Tensor,
+    camera,
+    image: torch.Tensor,
+    mask: torch.Tensor,
+    maps: BodyTexelMaps,
+    *,
+    detect_occlusion: bool = True,
+    min_cos: float = 0.2,
+    border_rule: str = "per_axis",
+) -> tuple[SampledTexture, torch.Tensor]:
+    """Sample one photo into UV space through the fitted mesh.
+
+    ``vertices`` (1, V, 3) posed world-space mesh, ``camera`` an :class:`avatarcli.render.Camera`
+    of the photo's size, ``image`` (1, 3, H, W) in [0, 1], ``mask`` the person (1, H, W).
+    Returns the sampled texture and the occlusion-boundary pixels that were skipped (all False
+    when ``detect_occlusion`` is off).
+    """
+    from avatarcli.render import rasterize, render_uv, sample_texture, view_cosine
+
+    if vertices.dim() == 2:
+        vertices = vertices[None]
+    fragments = rasterize(vertices, body.faces, camera, cull_backfaces=True)
+    uv = render_uv(fragments, body.uv, body.uv_faces)
+    cos = view_cosine(vertices, body.faces, fragments, camera)
+    if detect_occlusion:
+        colours = sample_texture(maps.colormap.to(uv.device), uv, fragments.mask)
+        rest = sample_texture(maps.rest_texture.to(uv.device), uv, fragments.mask)
+        occluded = occlusion_boundary_mask(colours, fragments.mask, rest_positions=rest)
+    else:
+        occluded = torch.zeros_like(fragments.mask)
+    sampled = sample_rgb_texture(
+        image.to(uv.device),
+        mask.to(uv.device),
+        uv,
+        fragments.mask,
+        maps.texture_size,
+        view_cos=cos,
+        min_cos=min_cos,
+        occlusion_mask=occluded,
+        border_rule=border_rule,
+    )
+    return sampled, occluded
+
+
+def textured_render_fn(body, vertices: torch.Tensor, camera, background: float = 1.0) -> Callable:
+    """``texture (1, 3, T, T) → image (1, 3, H, W)`` for the fitted mesh, rasterised once."""
+    from avatarcli.render import rasterize, render_textured
+
+    if vertices.dim() == 2:
+        vertices = vertices[None]
+    vertices = vertices.detach()
+    fragments = rasterize(vertices, body.faces, camera, cull_backfaces=True)
+
+    def render(texture: torch.Tensor) -> torch.Tensor:
+        image, _ = render_textured(
+            vertices, body.faces, body.uv, body.uv_faces, texture, camera,
+            background=background, fragments=fragments,
+        )  # fmt: skip
+        return image
+
+    return render
