@@ -18,7 +18,9 @@ def icosphere(subdivisions: int = 3, radius: float = 0.5) -> tuple[torch.Tensor,
     return torch.tensor(mesh.vertices, dtype=torch.float32), torch.tensor(mesh.faces, dtype=torch.long)
 
 
-def embree_oracle(vertices: torch.Tensor, faces: torch.Tensor, camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+def embree_oracle(
+    vertices: torch.Tensor, faces: torch.Tensor, camera: Camera
+) -> tuple[np.ndarray, np.ndarray]:
     """Face id (-1 miss) and camera-space depth per pixel centre, by casting one ray per pixel."""
     from trimesh.ray.ray_pyembree import RayMeshIntersector
 
@@ -26,7 +28,9 @@ def embree_oracle(vertices: torch.Tensor, faces: torch.Tensor, camera: Camera) -
     origin, dirs = camera.pixel_rays(torch.float64)
     dirs = dirs[0].reshape(-1, 3).numpy()
     origins = np.repeat(origin.numpy(), len(dirs), axis=0)
-    tri, ray, loc = RayMeshIntersector(mesh).intersects_id(origins, dirs, multiple_hits=False, return_locations=True)
+    tri, ray, loc = RayMeshIntersector(mesh).intersects_id(
+        origins, dirs, multiple_hits=False, return_locations=True
+    )
     face = np.full(len(dirs), -1)
     face[ray] = tri
     depth = np.zeros(len(dirs))
@@ -35,7 +39,9 @@ def embree_oracle(vertices: torch.Tensor, faces: torch.Tensor, camera: Camera) -
     return face.reshape(camera.height, camera.width), depth.reshape(camera.height, camera.width)
 
 
-def assert_matches_oracle(vertices: torch.Tensor, faces: torch.Tensor, camera: Camera, cull: bool = False) -> None:
+def assert_matches_oracle(
+    vertices: torch.Tensor, faces: torch.Tensor, camera: Camera, cull: bool = False
+) -> None:
     frags = rasterize(vertices[None], faces, camera, cull_backfaces=cull)
     ours = frags.face_index[0].numpy()
     ref_face, ref_depth = embree_oracle(vertices, faces, camera)

@@ -1,9 +1,12 @@
 """A soft silhouette, differentiable with respect to the vertices, for fitting losses.
 
 Each face covers a pixel with probability ``sigmoid(d / sigma)``, where ``d`` is the pixel
-centre's signed distance to the projected triangle in pixels (positive inside). The silhouette
-is the probability that *any* face covers the pixel, ``1 - prod(1 - p)`` (SoftRas's
-aggregation), summed in log space with ``logsigmoid`` so it stays finite.
+centre's signed distance in pixels to the projected triangle: outside, minus the distance to the
+triangle; inside, the distance to the triangle's *contour* edges only — edges whose neighbour
+faces the other way (or is missing). Edges between two faces facing the same way lie inside the
+silhouette, so ignoring them keeps the interior at 1 instead of SoftRas's dips along every
+internal edge. The silhouette is the probability that *any* face covers the pixel,
+``1 - prod(1 - p)`` (SoftRas's aggregation), summed in log space with ``logsigmoid``.
 
 Faces only influence pixels within ``radius = 4 sigma`` of their screen bounding box (beyond,
 ``p < 0.02``), which keeps the candidate pairs close to the covered area. Back faces are culled by
@@ -61,6 +64,7 @@ def soft_silhouette(
         nx = (torch.floor(hi[..., 0] - 0.5).clamp_max(width - 1).long() - x_lo + 1).clamp_min(0)
         ny = (torch.floor(hi[..., 1] - 0.5).clamp_max(height - 1).long() - y_lo + 1).clamp_min(0)
         counts = torch.where(valid, nx * ny, torch.zeros_like(nx)).reshape(-1)
+        contour = _contour_edges(faces, valid, area < 0, num_vertices).reshape(-1, 3)  # (B*F, 3)
         active = counts.nonzero().squeeze(1)
         counts = counts[active]
         ends = torch.cumsum(counts, 0)
@@ -86,24 +90,52 @@ def soft_silhouette(
             f = (sel - torch.div(sel, num_faces, rounding_mode="floor") * num_faces).index_select(0, which)
             pixel = b * (height * width) + py * width + px
             vid = (faces.index_select(0, f) + (b * num_vertices)[:, None]).reshape(-1)
+            is_contour = contour.index_select(0, sel).index_select(0, which)
         corners = xy.reshape(-1, 2).index_select(0, vid).view(-1, 3, 2)
         centre = torch.stack([px, py], dim=-1).to(xy.dtype) + 0.5
-        signed = _signed_distance(centre, corners)
+        signed = _signed_distance(centre, corners, is_contour)
         log_free = log_free.index_add(0, pixel, torch.nn.functional.logsigmoid(-signed / sigma))
         start_face = stop
     return (1.0 - torch.exp(log_free)).view(batch, height, width)
 
 
-def _signed_distance(p: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
-    """Distance from points (N, 2) to triangles (N, 3, 2) in pixels, positive inside."""
+def _contour_edges(
+    faces: torch.Tensor, valid: torch.Tensor, front: torch.Tensor, num_vertices: int
+) -> torch.Tensor:
+    """(B, F, 3) bool: edge k (corner k → k+1) of a face has no valid neighbour facing the same way."""
+    a = faces
+    b = faces.roll(-1, dims=1)
+    edge_key = (torch.minimum(a, b) * num_vertices + torch.maximum(a, b)).reshape(-1)  # (F*3,)
+    _, edge_id = torch.unique(edge_key, return_inverse=True)
+    num_edges = int(edge_id.max()) + 1
+    out = []
+    for k in range(valid.shape[0]):
+        same = []
+        for facing in (front[k], ~front[k]):
+            member = (valid[k] & facing).repeat_interleave(3).long()
+            count = torch.zeros(num_edges, dtype=torch.long, device=faces.device).index_add_(
+                0, edge_id, member
+            )
+            same.append(count.index_select(0, edge_id).view(-1, 3))
+        count_same = torch.where(front[k][:, None], same[0], same[1])
+        out.append(count_same <= 1)
+    return torch.stack(out)
+
+
+def _signed_distance(p: torch.Tensor, tri: torch.Tensor, contour: torch.Tensor) -> torch.Tensor:
+    """Signed distance in pixels from points (N, 2) to triangles (N, 3, 2), positive inside.
+
+    Inside, only the ``contour`` (N, 3) edges count; a face with none is deep inside (1e4 px).
+    """
     a = tri
     b = tri.roll(-1, dims=1)
     edge = b - a
     rel = p[:, None] - a
     t = ((rel * edge).sum(-1) / (edge * edge).sum(-1).clamp_min(1e-12)).clamp(0.0, 1.0)
     closest = rel - t[..., None] * edge
-    dist2 = (closest * closest).sum(-1).amin(1)
+    dist2 = (closest * closest).sum(-1)  # (N, 3) squared distance to each edge segment
     cross = edge[..., 0] * rel[..., 1] - edge[..., 1] * rel[..., 0]  # (N, 3) edge functions
     inside = (cross >= 0).all(1) | (cross <= 0).all(1)
-    dist = torch.sqrt(dist2 + 1e-12)
-    return torch.where(inside, dist, -dist)
+    outside_dist = torch.sqrt(dist2.amin(1) + 1e-12)
+    inside_dist = torch.sqrt(torch.where(contour, dist2, torch.full_like(dist2, 1e8)).amin(1) + 1e-12)
+    return torch.where(inside, inside_dist, -outside_dist)
