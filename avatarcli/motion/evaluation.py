@@ -36,6 +36,13 @@ class BoneErrors:
         (e.g. pelvis→hips when the two pelvises differ in width/height ratio)."""
         return [b for b, r in zip(self.bones, self.rest_degrees, strict=True) if r > PROPORTION_LIMIT_DEG]
 
+    def drift_from_rest(self) -> np.ndarray:
+        """(B,) largest change of each bone's error away from its rest-pose error: for the
+        proportion-limited bones this shows whether motion adds error on top of proportions."""
+        if not self.degrees.size:
+            return np.zeros(0)
+        return np.abs(self.degrees - self.rest_degrees[None]).max(0)
+
     def transferable(self) -> BoneErrors:
         """The subset of bones that a perfect retarget reproduces exactly."""
         keep = self.rest_degrees <= PROPORTION_LIMIT_DEG
