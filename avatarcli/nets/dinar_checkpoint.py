@@ -265,6 +265,8 @@ _INERT_MODULE_PREFIXES = (
     "omegaconf",
     "argparse",
     "typing",
+    "pathlib",
+    "datetime",
 )
 
 
