@@ -144,6 +144,15 @@ def test_loop_repeats_and_continues_root_travel() -> None:
         clip.loop(0)
 
 
+def test_loop_drops_the_repeated_closing_frame_of_a_cycle() -> None:
+    clip = spinning_clip(frames=37, fps=8.0)  # 0°..360°: the last pose equals the first
+    looped = clip.loop(2)
+    assert looped.num_frames == 36 * 2 + 1
+    np.testing.assert_allclose(np.diff(looped.root_translation[:, 0]), 0.1, atol=1e-12)
+    angles = np.unwrap(np.deg2rad(angle_of(looped.rotations[:, 1])), period=2 * np.pi)
+    np.testing.assert_allclose(np.abs(np.diff(np.rad2deg(angles))), 10.0, atol=1e-6)
+
+
 def test_in_place_removes_horizontal_travel_only() -> None:
     clip = walk_clip()
     still = clip.in_place()

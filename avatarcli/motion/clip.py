@@ -136,14 +136,26 @@ class Clip:
         )
 
     def loop(self, times: int) -> Clip:
-        """Play the clip ``times`` times; root travel continues from where each pass ended."""
+        """Play the clip ``times`` times; root travel continues from where each pass ended.
+
+        Exported cycles often repeat their first pose as the last frame (Mixamo: 62 keys for
+        a 1 s cycle at 60 fps); that frame is dropped between passes so the loop does not
+        stutter.
+        """
         if times < 1:
             raise UserError(f"loop count must be at least 1, got {times}")
-        travel = self.root_translation[-1] - self.root_translation[0]
-        travel = travel + (travel / max(self.num_frames - 1, 1))  # one extra step across the seam
-        travel[1] = 0.0  # never drift vertically
-        trans = np.concatenate([self.root_translation + k * travel for k in range(times)])
-        return replace(self, rotations=np.tile(self.rotations, (times, 1, 1)), root_translation=trans)
+        rot, trans = self.rotations, self.root_translation
+        if self.num_frames > 2 and np.abs((rot[0] * rot[-1]).sum(-1)).min() > 1 - 1e-6:
+            travel = trans[-1] - trans[0]  # the last frame closes the cycle
+            rot, trans = rot[:-1], trans[:-1]
+            tail_rot, tail_trans = self.rotations[-1:], self.root_translation[-1:]
+        else:
+            travel = trans[-1] - trans[0] + (trans[-1] - trans[0]) / max(self.num_frames - 1, 1)
+            tail_rot, tail_trans = rot[:0], trans[:0]
+        travel = travel * np.array([1.0, 0.0, 1.0])  # never drift vertically
+        passes = [trans + k * travel for k in range(times)] + [tail_trans + (times - 1) * travel]
+        rotations = np.concatenate([np.tile(rot, (times, 1, 1)), tail_rot])
+        return replace(self, rotations=rotations, root_translation=np.concatenate(passes))
 
     def in_place(self) -> Clip:
         """Remove horizontal root motion (keep the height), e.g. for a treadmill walk."""
