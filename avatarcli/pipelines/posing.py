@@ -1,0 +1,121 @@
+"""Shared by the commands that render an existing avatar: load it with its body, and draw frames.
+
+:class:`FrameRenderer` is the hook between "a posed body + cameras" and "pixels": the RGB
+path samples the avatar's colour texture; avatars that carry a neural texture are drawn by a
+neural renderer when its weights are installed (see :func:`make_frame_renderer`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from avatarcli.avatar_file import Avatar, load_avatar
+from avatarcli.body import BodyModel, load_body
+from avatarcli.errors import AvatarFormatError
+from avatarcli.render import Camera
+
+
+def load_avatar_with_body(
+    path: str | os.PathLike, device: torch.device, smplx_dir: str | None = None
+) -> tuple[Avatar, BodyModel]:
+    """Read an avatar and build the body it was made for, refusing mismatched body models."""
+    avatar = load_avatar(path)
+    body = load_body(avatar.body_backend, model_dir=smplx_dir)
+    if body.model_id != avatar.body_model_id:
+        raise AvatarFormatError(
+            f"{path} was made with body model {avatar.body_model_id}; this installation has "
+            f"{body.model_id}. Recreate the avatar (avatar create) with this version"
+        )
+    return avatar, body.to(device)
+
+
+class FrameRenderer(Protocol):
+    """Draws posed bodies: (B, V, 3) vertices + cameras → (B, H, W, 3) uint8 frames."""
+
+    def __call__(self, vertices: torch.Tensor, camera: Camera) -> np.ndarray: ...
+
+
+@dataclass
+class RGBFrameRenderer:
+    """The default path: the avatar's colour texture on the posed mesh (no neural weights)."""
+
+    body: BodyModel
+    texture: torch.Tensor  # (1, 3, T, T) float [0, 1]
+    background: tuple[float, float, float] | torch.Tensor
+    shade: bool = False
+
+    def __call__(self, vertices: torch.Tensor, camera: Camera) -> np.ndarray:
+        from avatarcli.render import render_textured
+
+        batch = vertices.shape[0]
+        image, _ = render_textured(
+            vertices,
+            self.body.faces,
+            self.body.uv,
+            self.body.uv_faces,
+            self.texture.expand(batch, -1, -1, -1),
+            camera,
+            background=self.background,
+            shade=self.shade,
+        )
+        return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def avatar_rgb_texture(avatar: Avatar, device: torch.device) -> torch.Tensor:
+    """The avatar's colour texture as (1, 3, T, T) floats in [0, 1]."""
+    rgb = avatar.textures.get("rgb")
+    if rgb is None:
+        raise AvatarFormatError("the avatar has no colour texture ('rgb'); recreate it with avatar create")
+    return (rgb.to(device=device, dtype=torch.float32) / 255.0).permute(2, 0, 1)[None].contiguous()
+
+
+def background_tensor(
+    background: tuple[float, float, float] | np.ndarray, device: torch.device
+) -> tuple[float, float, float] | torch.Tensor:
+    if isinstance(background, np.ndarray):
+        return torch.from_numpy(background).permute(2, 0, 1)[None].to(device)
+    return background
+
+
+def make_frame_renderer(
+    avatar: Avatar,
+    body: BodyModel,
+    device: torch.device,
+    background: tuple[float, float, float] | np.ndarray,
+    *,
+    shade: bool = False,
+    neural: bool | None = None,
+) -> FrameRenderer:
+    """Pick how to draw this avatar: neural when it has a neural texture (and weights), else RGB.
+
+    ``neural=None`` means "neural if possible"; ``True`` insists (missing weights → clear
+    error); ``False`` forces the RGB path.
+    """
+    bg = background_tensor(background, device)
+    if neural is not False and avatar.has_neural_texture:
+        from avatarcli.pipelines.neural_render import NeuralFrameRenderer, neural_renderer_available
+
+        if neural or neural_renderer_available(avatar):
+            return NeuralFrameRenderer.for_avatar(avatar, body, device, bg)
+    return RGBFrameRenderer(body, avatar_rgb_texture(avatar, device), bg, shade)
+
+
+def view_yaw(view: str) -> float:
+    """``front``/``side``/``back``/``left``/``right`` or a number of degrees → camera yaw."""
+    named = {"front": 0.0, "side": 90.0, "left": 90.0, "back": 180.0, "right": 270.0}
+    key = view.strip().lower()
+    if key in named:
+        return named[key]
+    try:
+        return float(key.rstrip("°").removesuffix("deg"))
+    except ValueError:
+        from avatarcli.errors import UserError
+
+        raise UserError(
+            f"unknown view {view!r}; use front, side, back, left, right or a yaw in degrees"
+        ) from None
