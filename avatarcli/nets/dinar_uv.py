@@ -43,3 +43,27 @@ def sample_texel_index(uv_ndc: torch.Tensor, texture_size: int) -> torch.Tensor:
     high = (rc == last).any(dim=-1, keepdim=True) & ~low
     rc = torch.where(low, torch.ones_like(rc), rc)
     return torch.where(high, torch.full_like(rc, last - 1), rc)
+
+
+def uv_island_mask(
+    uv01: torch.Tensor, uv_faces: torch.Tensor, texture_size: int = 256, supersample: int = 4
+) -> torch.Tensor:
+    """(T, T) float mask of the UV islands, soft at their edges, like DINAR's ``binary_uv_map``.
+
+    DINAR reads a 1024² drawing of the layout and shrinks it to 256² bilinearly; here the
+    triangles are filled at ``supersample``× the texture size (at (u·S, v·S), v down) and shrunk
+    the same way, so the copy-back blend sees the same soft island borders.
+    """
+    import cv2
+    import numpy as np
+    import torch
+
+    size = texture_size * supersample
+    shift = 4  # sub-pixel vertex precision for OpenCV's fixed-point polygon filling
+    corners = uv01.detach().cpu().double().numpy()[uv_faces.detach().cpu().long().numpy()]  # (F, 3, 2)
+    points = np.round(corners * size * (1 << shift)).astype(np.int32)
+    canvas = np.zeros((size, size), np.uint8)
+    for triangle in points:
+        cv2.fillConvexPoly(canvas, triangle, 255, lineType=cv2.LINE_8, shift=shift)
+    small = cv2.resize(canvas, (texture_size, texture_size), interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(small.astype(np.float32) / 255.0)
