@@ -89,7 +89,7 @@ def test_front_view_samples_the_truth_and_fill_completes_it(body, maps):
     person = mask > 0.5
     before = float(psnr(render(noisy[None]), photo, person)[0])
     result = refine_texture(
-        noisy, sampled.filled[0, 0], render, photo, person, sampled.view_cos[0, 0], steps=12, lr=0.03
+        noisy, sampled.filled[0, 0], render, photo, person, sampled.view_cos[0, 0], steps=6, lr=0.05
     )
     assert float(psnr(render(result.texture[None]), photo, person)[0]) > before + 1.0
 

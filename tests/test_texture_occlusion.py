@@ -111,3 +111,31 @@ def test_lookup_texture_is_black_off_the_body():
     image = lookup_texture(torch.ones(3, 8, 8), uv, cover)
     assert torch.all(image[0][:, ~cover[0]] == 0)
     assert torch.allclose(image[0][:, cover[0]], torch.tensor(1.0))
+
+
+def test_rest_position_filter_drops_part_junctions_but_keeps_occlusions():
+    # Texture: a strip whose upper half is part 1 and lower half part 2, continuous on the body.
+    centres = torch.arange(SIZE, dtype=torch.float32) / (SIZE - 1)
+    v, u = torch.meshgrid(centres, centres, indexing="ij")
+    strip = (u >= 0.1) & (u <= 0.5)
+    parts = torch.where(v < 0.5, 1, 2)
+    positions = torch.stack([u, 1.5 - v, torch.zeros_like(u)], dim=-1)
+    colormap = part_colormap_texture(parts, positions, strip)
+    rest = pad_texture_islands(positions.permute(2, 0, 1) * strip, strip, 4)
+    # Image: the strip seen head-on, filling a rectangle.
+    ii, jj = torch.meshgrid(
+        torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij"
+    )
+    cover = ((ii >= 8) & (ii <= 88) & (jj >= 30) & (jj <= 66))[None]
+    uv = torch.stack([0.1 + (jj - 30) / 36 * 0.4, (ii - 8) / 80], dim=-1)[None]
+    junction = detect_occlusions(colormap, uv, cover)
+    assert junction[0, 46:52].any()  # plain Canny fires on the part border
+    assert not detect_occlusions(colormap, uv, cover, rest_position_texture=rest).any()
+    # The hand in front of the torso is a real jump on the body and stays flagged.
+    parts, positions, mask, _ = _texel_layout()
+    colormap = part_colormap_texture(parts, positions, mask)
+    rest = pad_texture_islands(positions.permute(2, 0, 1) * mask, mask, 4)
+    uv, cover, _ = _scene((48, 48), 12)
+    plain = detect_occlusions(colormap, uv, cover)
+    filtered = detect_occlusions(colormap, uv, cover, rest_position_texture=rest)
+    assert filtered.sum() > 0.9 * plain.sum()

@@ -163,13 +163,17 @@ def rest_position_jumps(
     than ``min_jump`` apart (a discontinuity on the body surface, i.e. an occlusion)."""
     sil = as_mask(silhouette)
     points = rest_positions.detach().float()
-    jump = torch.zeros_like(sil, dtype=points.dtype)
+    jump = torch.zeros(sil.shape, dtype=points.dtype, device=points.device)
+    h, w = sil.shape[-2:]
+    # Each neighbour pair (p, q = p + offset) marks both of its pixels with their distance.
     for dr, dc in ((0, 1), (1, 0), (1, 1), (1, -1)):
-        shifted = torch.roll(points, shifts=(-dr, -dc), dims=(2, 3))
-        both = sil & torch.roll(sil, shifts=(-dr, -dc), dims=(1, 2))
-        distance = (points - shifted).norm(dim=1) * both
-        jump = torch.maximum(jump, distance)
-        jump = torch.maximum(jump, torch.roll(distance, shifts=(dr, dc), dims=(1, 2)))
+        rows_p, rows_q = slice(0, h - dr), slice(dr, h)
+        cols_p = slice(max(0, -dc), w - max(0, dc))
+        cols_q = slice(max(0, dc), w - max(0, -dc))
+        distance = (points[:, :, rows_p, cols_p] - points[:, :, rows_q, cols_q]).norm(dim=1)
+        distance = distance * (sil[:, rows_p, cols_p] & sil[:, rows_q, cols_q])
+        jump[:, rows_p, cols_p] = torch.maximum(jump[:, rows_p, cols_p], distance)
+        jump[:, rows_q, cols_q] = torch.maximum(jump[:, rows_q, cols_q], distance)
     return dilate_mask(jump > min_jump, 5, 1)
 
 
