@@ -433,3 +433,18 @@ def test_fbx_worker_module_runs_standalone(tmp_path: Path) -> None:
     code = "import json, sys, avatarcli.motion._fbx_worker; print(json.dumps('torch' in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) is False
+
+
+def test_fbx_worker_trs_matrices_match_the_body_kinematics() -> None:
+    from avatarcli.motion._fbx_worker import _trs_matrices
+    from avatarcli.motion.rotations import quaternion_to_matrix
+
+    rng = np.random.default_rng(0)
+    quat_xyzw = rng.normal(size=(5, 4))
+    quat_xyzw /= np.linalg.norm(quat_xyzw, axis=1, keepdims=True)
+    values = np.concatenate([rng.normal(size=(5, 3)), quat_xyzw, rng.uniform(0.5, 2, size=(5, 3))], 1)
+    m = _trs_matrices(values)
+    rot = quaternion_to_matrix(torch.from_numpy(quat_xyzw[:, [3, 0, 1, 2]])).numpy()
+    np.testing.assert_allclose(m[:, :3, :3], rot * values[:, None, 7:], atol=1e-12)
+    np.testing.assert_allclose(m[:, :3, 3], values[:, :3])
+    np.testing.assert_allclose(m[:, 3], np.broadcast_to([0, 0, 0, 1.0], (5, 4)))

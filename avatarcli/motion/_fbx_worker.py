@@ -18,7 +18,8 @@ import sys
 import numpy as np
 
 EXIT_BAD_FILE = 3
-MAX_FRAMES = 100_000
+MAX_FRAMES = 200_000
+MAX_FRAMES_FULL_EVAL = 10_000
 
 _incref = ctypes.pythonapi.Py_IncRef
 _incref.argtypes = [ctypes.py_object]
@@ -87,12 +88,7 @@ def extract(path: str) -> dict[str, np.ndarray]:
     count = int(round((stack.time_end - stack.time_begin) * fps)) + 1
     if count > MAX_FRAMES:
         raise BadFile(f"its animation is too long ({count} frames at {fps:g} fps)")
-    world = np.empty((count, len(bones), 4, 4))
-    for f in range(count):
-        evaluated = _keep(ufbx.evaluate_scene(scene, anim, stack.time_begin + f / fps))
-        ev_nodes = [_keep(n) for n in evaluated.nodes]
-        for i, b in enumerate(bones):
-            world[f, i] = _mat4(_keep(ev_nodes[b.typed_id].node_to_world))
+    world = _sample_world(ufbx, scene, anim, bones, [stack.time_begin + f / fps for f in range(count)])
     return {
         "names": np.array([b.name for b in bones]),
         "parents": np.array(parents, dtype=np.int64),
@@ -101,6 +97,81 @@ def extract(path: str) -> dict[str, np.ndarray]:
         "fps": np.array(fps),
         "take": np.array(str(stack.name)),
     }
+
+
+def _trs_matrices(values: np.ndarray) -> np.ndarray:
+    """(..., 10) translation, quaternion xyzw, scale → (..., 4, 4) matrices T·R·S.
+
+    Built here because ``ufbx.transform_to_matrix`` crashes in these bindings.
+    """
+    t, (x, y, z, w), scale = values[..., :3], np.moveaxis(values[..., 3:7], -1, 0), values[..., 7:]
+    rot = np.stack(
+        [
+            np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)], -1),
+            np.stack([2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)], -1),
+            np.stack([2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], -1),
+        ],
+        -2,
+    )
+    out = np.zeros((*values.shape[:-1], 4, 4))
+    out[..., :3, :3] = rot * scale[..., None, :]
+    out[..., :3, 3] = t
+    out[..., 3, 3] = 1.0
+    return out
+
+
+def _trs_values(transform) -> tuple[float, ...]:  # noqa: ANN001 - ufbx.Transform
+    tr, q, sc = transform.translation, transform.rotation, transform.scale
+    return (tr.x, tr.y, tr.z, q.x, q.y, q.z, q.w, sc.x, sc.y, sc.z)
+
+
+def _sample_world(ufbx, scene, anim, bones: list, times: list[float]) -> np.ndarray:  # noqa: ANN001
+    """World matrices (T, J, 4, 4) of ``bones`` at ``times``.
+
+    Fast path: chain each ancestor's animated local transform (constant memory). It ignores
+    exotic scale-inheritance modes, so it is checked against ``evaluate_scene`` on three
+    frames; if they disagree, every frame is evaluated with ``evaluate_scene`` (which keeps
+    each evaluated copy alive: ~0.2 MB per frame, hence :data:`MAX_FRAMES_FULL_EVAL`).
+    """
+    chains: list[list] = []
+    for bone in bones:
+        chain, node = [], bone
+        while node is not None:
+            chain.append(node)
+            node = _keep(node.parent)
+        chains.append(chain[::-1])  # root first
+    ids = {n.typed_id: n for chain in chains for n in chain}
+
+    def chained(ts: list[float]) -> np.ndarray:
+        order = list(ids)
+        values = np.array(
+            [[_trs_values(ufbx.evaluate_transform(anim, ids[i], t)) for i in order] for t in ts]
+        )
+        local = _trs_matrices(values)  # (T, N, 4, 4)
+        column = {i: k for k, i in enumerate(order)}
+        out = np.empty((len(ts), len(bones), 4, 4))
+        for k, chain in enumerate(chains):
+            m = local[:, column[chain[0].typed_id]]
+            for n in chain[1:]:
+                m = m @ local[:, column[n.typed_id]]
+            out[:, k] = m
+        return out
+
+    def evaluated(t: float) -> np.ndarray:
+        ev_nodes = [_keep(n) for n in _keep(ufbx.evaluate_scene(scene, anim, t)).nodes]
+        return np.stack([_mat4(_keep(ev_nodes[b.typed_id].node_to_world)) for b in bones])
+
+    probes = sorted({0, len(times) // 2, len(times) - 1})
+    scale = max(1.0, max(float(np.abs(evaluated(times[i])[:, :3, 3]).max()) for i in probes))
+    fast = chained([times[i] for i in probes])
+    if all(np.abs(fast[k] - evaluated(times[i])).max() < 1e-6 * scale for k, i in enumerate(probes)):
+        return chained(times)
+    if len(times) > MAX_FRAMES_FULL_EVAL:
+        raise BadFile(
+            f"its skeleton uses transform inheritance that needs full scene evaluation, which is "
+            f"limited to {MAX_FRAMES_FULL_EVAL} frames (it has {len(times)})"
+        )
+    return np.stack([evaluated(t) for t in times])
 
 
 def _bind_or_static(bone) -> np.ndarray:  # noqa: ANN001
