@@ -141,3 +141,10 @@ def test_batch_items_are_sampled_independently():
     assert out.rgb.shape == (2, 3, 32, 32)
     assert out.sampled[0].sum() > out.sampled[1].sum() > 0
     assert torch.all(out.rgb[0] == 0) and torch.all(out.rgb[1][:, out.sampled[1, 0]] == 1)
+
+
+def test_eight_bit_photos_are_accepted():
+    uv, cover = _plane_scene()
+    image = torch.full((1, 3, 24, 24), 255, dtype=torch.uint8)
+    out = sample_rgb_texture(image, cover, uv, cover, texture_size=32)
+    assert torch.all(out.rgb[:, :, out.sampled[0, 0]] == 1.0)

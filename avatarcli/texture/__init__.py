@@ -2,18 +2,24 @@
 multi-view merge, classical fill of unseen texels on the body surface, refinement through the
 differentiable render, and image metrics.
 
-Typical single-view flow (tensors from ``avatarcli.render``)::
+Typical flow for a fitted body (``body`` from ``avatarcli.body.load_body``; per view a posed
+mesh ``vertices`` (1, V, 3), an ``avatarcli.render.Camera``, the photo (1, 3, H, W) in [0, 1]
+and the person mask (1, H, W))::
 
-    occluded = detect_occlusions(colormap, uv, uv_mask)          # optional, on by default
-    sampled = sample_rgb_texture(photo, person_mask, uv, uv_mask, 256,
-                                 view_cos=cos, occlusion_mask=occluded)
-    graph = build_texel_graph(texel_positions, texel_mask, texel_normals, texel_parts)
-    full = fill_unseen_texels(sampled.rgb[0], sampled.filled[0], graph, "mirror+back+harmonic")
-    tuned = refine_texture(full, sampled.filled[0], render_fn, photo, person_mask, sampled.view_cos[0])
+    maps = body_texel_maps(body, 256)                       # once per avatar
+    views = [sample_view(body, v, cam, photo, mask, maps)[0] for v, cam, photo, mask in inputs]
+    merged = merge_sampled(views, tau=0.1)                  # a single view works the same way
+    full = fill_unseen_texels(merged.rgb, merged.known[0], maps.graph, "mirror+back+harmonic")
+    render = textured_render_fn(body, vertices0, camera0)   # refine against one photo
+    tuned = refine_texture(full, merged.known[0], render, photo0, mask0, merged.view_cos[0]).texture
+    texture = pad_texture_islands(tuned, maps.mask, 4)      # before bilinear rendering
+
+The lower-level functions take plain tensors (uv render, masks, cosines, per-texel geometry).
 """
 
+from avatarcli.texture.body_maps import BodyTexelMaps, body_texel_maps, sample_view, textured_render_fn
 from avatarcli.texture.fill import FILL_METHODS, fill_unseen_texels, parse_fill_method
-from avatarcli.texture.merge import MergedTexture, merge_views
+from avatarcli.texture.merge import MergedTexture, merge_sampled, merge_views
 from avatarcli.texture.metrics import psnr, ssim, ssim_map
 from avatarcli.texture.occlusion import (
     detect_occlusions,
@@ -21,6 +27,7 @@ from avatarcli.texture.occlusion import (
     occlusion_boundary_mask,
     pad_texture_islands,
     part_colormap_texture,
+    rest_position_jumps,
 )
 from avatarcli.texture.refine import RefineResult, photometric_loss, refine_texture, view_angle_weight
 from avatarcli.texture.sampling import (
@@ -37,14 +44,17 @@ __all__ = [
     "BORDER_RULES",
     "FILL_METHODS",
     "TEXTURE_SIZES",
+    "BodyTexelMaps",
     "MergedTexture",
     "RefineResult",
     "SampledTexture",
     "TexelGraph",
+    "body_texel_maps",
     "build_texel_graph",
     "detect_occlusions",
     "fill_unseen_texels",
     "lookup_texture",
+    "merge_sampled",
     "merge_views",
     "occlusion_boundary_mask",
     "pad_texture_islands",
@@ -53,10 +63,13 @@ __all__ = [
     "photometric_loss",
     "psnr",
     "refine_texture",
+    "rest_position_jumps",
     "sample_rgb_texture",
+    "sample_view",
     "splat_to_texture",
     "ssim",
     "ssim_map",
+    "textured_render_fn",
     "uv_to_texel",
     "view_angle_weight",
 ]

@@ -8,9 +8,12 @@ the texel into the softmax (with colour 0), which darkens texels seen by few vie
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from avatarcli.texture.sampling import SampledTexture
 
 
 @dataclass
@@ -52,3 +55,17 @@ def merge_views(
         view_cos=best_cos,
         views_seen=known.sum(dim=0),
     )
+
+
+def merge_sampled(views: Sequence[SampledTexture], tau: float = 0.1, use_ring: bool = True) -> MergedTexture:
+    """Merge the results of :func:`~avatarcli.texture.sampling.sample_rgb_texture`, one per view.
+
+    ``use_ring`` counts the neighbour-averaged ring texels (B_fill) as sampled; without it only
+    exact texels (B_smp) are merged.
+    """
+    if not views:
+        raise ValueError("merge needs at least one sampled view")
+    rgb = torch.cat([v.rgb for v in views])
+    known = torch.cat([v.filled if use_ring else v.sampled for v in views])
+    cos = torch.cat([v.view_cos for v in views])
+    return merge_views(rgb, known, cos, tau)

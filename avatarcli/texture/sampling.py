@@ -169,7 +169,7 @@ def sample_rgb_texture(
     """Sample the photo's colours into a UV texture (DINAR Algorithm 1).
 
     Args:
-        image: (B, 3, H, W) float photo in [0, 1].
+        image: (B, 3, H, W) float photo in [0, 1] (uint8 is accepted and divided by 255).
         mask: person silhouette (B, 1, H, W) / (B, H, W); eroded by ``erode_kernel`` (5×5 as in
             DINAR) so the blended edge pixels (background bleeding in) are not sampled.
         uv_render: (B, H, W, 2) per-pixel UV in [0, 1] of the fitted mesh (v = 0 at the top row).
@@ -188,6 +188,8 @@ def sample_rgb_texture(
         raise ValueError(f"texture size must be at least 8, got {texture_size}")
     if image.dim() == 3:
         image = image.unsqueeze(0)
+    if not image.is_floating_point():  # 8-bit photo
+        image = image.float() / 255.0
     if uv_render.dim() == 3:
         uv_render = uv_render.unsqueeze(0)
     b, _, h, w = image.shape
