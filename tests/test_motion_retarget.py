@@ -241,6 +241,8 @@ def test_root_translation_scales_with_leg_length_and_can_stay_in_place() -> None
     assert half.transl[-1, 2].item() == pytest.approx(travel / 2, rel=1e-5)
     assert half.transl[:, 1].numpy() == pytest.approx(full.transl[:, 1].numpy() / 2, abs=1e-6)
     assert full.transl[0].abs().max() < 0.03  # starts at the origin, feet on the body's floor
+    override = retarget(clip, Skeleton.t_pose(), rest_joints=small.rest_joints)  # a shaped avatar
+    np.testing.assert_allclose(override.transl.numpy(), half.transl.numpy(), atol=1e-6)
     still = retarget(clip, small, in_place=True)
     assert still.transl[:, [0, 2]].abs().max() == 0
     np.testing.assert_allclose(still.transl[:, 1], half.transl[:, 1])

@@ -75,15 +75,19 @@ def retarget(
     *,
     mapping: Mapping[str, str] | str | os.PathLike | None = None,
     in_place: bool = False,
+    rest_joints: torch.Tensor | None = None,
 ) -> RetargetedMotion:
     """Turn ``clip`` into ``pose`` (T, 55, 3) and ``transl`` (T, 3) for ``body``.
 
     ``body`` needs ``rest_joints`` (55, 3) and ``parents`` (any :class:`BodyModel`, or a
     :class:`avatarcli.motion.skeletons.Skeleton`). ``mapping`` is a dict or a JSON/YAML file
     ``{source_name: smplx_joint_name}``; by default the best built-in map is used.
+    ``rest_joints`` (55, 3) overrides ``body.rest_joints``, e.g. with a shaped avatar's
+    ``body.rest(shape).joints[0]`` so bone directions and leg length are the avatar's own.
     """
     joint_map = match_joints(clip.joint_names, mapping, source=clip.source or "the motion")
-    rest_t = torch.as_tensor(body.rest_joints).detach().to("cpu", torch.float64)
+    rest_src = body.rest_joints if rest_joints is None else rest_joints
+    rest_t = torch.as_tensor(rest_src).detach().to("cpu", torch.float64).reshape(-1, 3)
     parents_t = [int(p) for p in body.parents]
     valid = getattr(body, "joint_valid", None)
     if valid is not None:
