@@ -468,7 +468,8 @@ def create_dinar_avatar(
         seed: seeds every random draw; recorded in the avatar's provenance.
     """
     from avatarcli.avatar_file import Avatar
-    from avatarcli.render import dinar_uv_image, rasterize, rasterize_uv, render_uv, view_cosine
+    from avatarcli.nets.dinar_uv import uv_island_mask
+    from avatarcli.render import dinar_uv_image, rasterize, render_uv, view_cosine
     from avatarcli.texture.sampling import sample_rgb_texture
 
     options = options or DinarOptions()
@@ -496,7 +497,7 @@ def create_dinar_avatar(
         # DINAR's normal-angle map: cosine with the optical axis, not per-pixel rays (§1.8)
         cos = view_cosine(vertices, faces, fragments, camera, per_pixel_rays=False)
         sampled = sample_rgb_texture(photo, mask, uv01, fragments.mask, size, view_cos=cos)
-        islands = rasterize_uv(layout.uv, layout.uv_faces, size).mask.reshape(1, 1, size, size)
+        islands = uv_island_mask(layout.uv, layout.uv_faces, size).to(device).reshape(1, 1, size, size)
     inputs = DinarInputs(
         image=(photo * mask) * 2 - 1,
         mask=(mask > 0.5).float(),
