@@ -177,3 +177,12 @@ def test_vq_and_unet_vectors_on_cuda():
     with torch.no_grad():
         eps = unet(inp["x_t"].cuda(), inp["timesteps"].cuda(), inp["c_concat"].cuda())
     assert max_abs(eps.cpu(), out["eps"]) <= 1e-3
+
+
+def test_unet_runs_in_bfloat16_close_to_float32():
+    sd, inp, out, _ = load_vector("dinar_unet")
+    net = DinarUNet.from_dinar_state_dict(sd).to(torch.bfloat16)
+    with torch.no_grad():
+        eps = net(inp["x_t"], inp["timesteps"], inp["c_concat"])
+    assert eps.dtype == torch.float32  # follows the input, not the weights
+    assert max_abs(eps, out["eps"]) < 0.1 * out["eps"].abs().max().item()

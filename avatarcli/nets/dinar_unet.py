@@ -58,7 +58,9 @@ class GroupNorm32(nn.GroupNorm):
     """GroupNorm computed in float32 whatever the activation dtype (stable under fp16)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.float()).type(x.dtype)
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.group_norm(x.float(), self.num_groups, weight, bias, self.eps).type(x.dtype)
 
 
 def timestep_embedding(timesteps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -205,8 +207,9 @@ class DinarUNet(nn.Module):
         """x_t (B,6,L,L), timesteps (B,) int, cond (B,7,L,L) → eps (B,6,L,L)."""
         if timesteps.ndim == 0:
             timesteps = timesteps.expand(x_t.shape[0])
-        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels))
-        h = torch.cat([x_t, cond], dim=1).float()
+        compute_dtype = self.input_blocks[0][0].weight.dtype  # float32, or half after .half()
+        emb = self.time_embed(timestep_embedding(timesteps, self.config.model_channels).to(compute_dtype))
+        h = torch.cat([x_t, cond], dim=1).to(compute_dtype)
         c = h.shape[1]
         h = torch.cat(
             [h[:, : c - 5], self.preproc_rgb(h[:, c - 5 : c - 2]), self.preproc_segm(h[:, c - 2 :])], dim=1
@@ -218,7 +221,7 @@ class DinarUNet(nn.Module):
         h = self.middle_block(h, emb)
         for block in self.output_blocks:
             h = block(torch.cat([h, skips.pop()], dim=1), emb)
-        return self.out(h.type(x_t.dtype))
+        return self.out(h).to(x_t.dtype)
 
     @classmethod
     def from_dinar_state_dict(
