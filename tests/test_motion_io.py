@@ -247,7 +247,7 @@ ROOT Hips
 MOTION
 Frames: 1
 Frame Time: 0.0333333
-0 0 0 0 0 0 0 0 0 0 0 0
+0 0 95 0 0 0 0 0 0 0 0 0
 """
     path = tmp_path / "zup.bvh"
     path.write_text(text)
@@ -255,7 +255,7 @@ Frame Time: 0.0333333
     assert "Z" in clip.metadata["up_axis"]
     _, pos = clip.global_transforms()
     assert pos[0, clip.index("Head"), 1] > pos[0, 0, 1] > pos[0, clip.index("LeftFoot"), 1]
-    assert pos[0, 0, 1] == pytest.approx(0.95)
+    assert pos[0, 0, 1] == pytest.approx(0.95)  # root channels are absolute, not added to OFFSET
 
 
 def test_bvh_mismatched_channel_count_is_a_clear_error(tmp_path: Path) -> None:

@@ -153,7 +153,9 @@ def _to_clip(
 ) -> Clip:
     t = data.shape[0]
     rot = torch.eye(3, dtype=torch.float64).repeat(t, len(joints), 1, 1)
-    root_pos = np.zeros((t, 3))
+    offsets = np.stack([jt.offset for jt in joints])
+    # root position channels are absolute (they replace the OFFSET), as in most tools
+    root_pos = np.tile(offsets[0], (t, 1))
     col = 0
     for j, joint in enumerate(joints):
         axes = [_AXES[c] for c in joint.channels if c in _AXES]
@@ -165,8 +167,6 @@ def _to_clip(
         if axes:
             rot[:, j] = euler_to_matrix(torch.from_numpy(data[:, rot_cols]), "".join(axes))
         col += len(joint.channels)
-    offsets = np.stack([jt.offset for jt in joints])
-    root_pos = root_pos + offsets[0]
     scale = UNIT_CANDIDATES[unit] if unit else _guess_scale(offsets, [jt.parent for jt in joints], end_sites)
     offsets, root_pos = offsets * scale, root_pos * scale
     quats = matrix_to_quaternion(rot).numpy()
