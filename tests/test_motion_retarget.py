@@ -303,6 +303,22 @@ def test_builtin_maps_pick_the_right_rig() -> None:
     )
     prefixed = ["mixamorig1:" + n for n in mixamo]
     assert match_joints(prefixed) == found
+    biped = ["Bip01", "Bip01 Pelvis", "Bip01 L Thigh", "Bip01 L Calf", "Bip01 R UpperArm"]
+    assert {SMPLX_JOINT_NAMES[j] for j in match_joints(biped)} == {
+        "pelvis",
+        "left_hip",
+        "left_knee",
+        "right_shoulder",
+    }
+    unreal = ["root", "pelvis", "spine_01", "thigh_l", "calf_r", "upperarm_l"]
+    found = match_joints(unreal)
+    assert {SMPLX_JOINT_NAMES[j] for j in found} == {
+        "pelvis",
+        "spine1",
+        "left_hip",
+        "right_knee",
+        "left_shoulder",
+    }
 
 
 @pytest.mark.parametrize(

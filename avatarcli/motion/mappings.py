@@ -2,8 +2,9 @@
 
 Built-in maps cover Mixamo (with or without the ``mixamorig:`` namespace; also the
 MotionBuilder-style names many BVH files use), CMU BVH in cgspeed's naming, CMU ASF-style
-names, and SMPL / SMPL-X names. The map matching the most joints wins, because rigs reuse
-names for different bones (Mixamo's ``LeftShoulder`` is the collar, CMU's the upper arm).
+names, 3ds Max Biped, the Unreal mannequin, and SMPL / SMPL-X names. The map matching the
+most joints wins, because rigs reuse names for different bones (Mixamo's ``LeftShoulder``
+is the collar, CMU's the upper arm).
 Other rigs: a JSON or YAML file ``{source_name: smplx_joint_name}``.
 
 Names are compared after dropping namespaces (``a:b|c`` → ``c``), SMPL's FBX prefixes
@@ -94,7 +95,54 @@ CMU_ASF: dict[str, str] = {
     },
 }
 
-_SMPL_SHORT = {"L_": "left_", "R_": "right_"}
+#: 3ds Max Biped (also many game BVH/FBX exports): "Bip01 L Thigh", ...
+BIPED: dict[str, str] = {
+    "Bip01 Pelvis": "pelvis",
+    "Bip01 Spine": "spine1",
+    "Bip01 Spine1": "spine2",
+    "Bip01 Spine2": "spine3",
+    "Bip01 Neck": "neck",
+    "Bip01 Head": "head",
+    **{
+        f"Bip01 {s} {bone}": f"{side}_{joint}"
+        for s, side in (("L", "left"), ("R", "right"))
+        for bone, joint in (
+            ("Thigh", "hip"),
+            ("Calf", "knee"),
+            ("Foot", "ankle"),
+            ("Toe0", "foot"),
+            ("Clavicle", "collar"),
+            ("UpperArm", "shoulder"),
+            ("Forearm", "elbow"),
+            ("Hand", "wrist"),
+        )
+    },
+}
+
+#: Unreal Engine mannequin: pelvis, spine_01, thigh_l, upperarm_l, ...
+UNREAL: dict[str, str] = {
+    "pelvis": "pelvis",
+    "spine_01": "spine1",
+    "spine_02": "spine2",
+    "spine_03": "spine3",
+    "neck_01": "neck",
+    "head": "head",
+    **{
+        f"{bone}_{s}": f"{side}_{joint}"
+        for s, side in (("l", "left"), ("r", "right"))
+        for bone, joint in (
+            ("thigh", "hip"),
+            ("calf", "knee"),
+            ("foot", "ankle"),
+            ("ball", "foot"),
+            ("clavicle", "collar"),
+            ("upperarm", "shoulder"),
+            ("lowerarm", "elbow"),
+            ("hand", "wrist"),
+        )
+    },
+}
+
 SMPL: dict[str, str] = {
     **{n: n for n in SMPLX_JOINT_NAMES},
     "left_eye": "left_eye_smplhf",
@@ -110,6 +158,8 @@ BUILTIN_MAPS: dict[str, dict[str, str]] = {
     "mixamo": MIXAMO,
     "cmu_cgspeed": CMU_CGSPEED,
     "cmu_asf": CMU_ASF,
+    "biped": BIPED,
+    "unreal": UNREAL,
     "smpl": SMPL,
 }
 
