@@ -57,7 +57,7 @@ EMA_EXTRA_KEYS = ("decay", "num_updates")
 
 @dataclass(frozen=True)
 class NetworkPart:
-    """One network we export from the checkpoint: its file name stem, key prefix and kind."""
+    """One network we export from the checkpoint: its file name stem and checkpoint key prefix."""
 
     name: str
     prefix: str
@@ -74,10 +74,6 @@ NETWORK_PARTS: tuple[NetworkPart, ...] = (
     NetworkPart("dinar_discriminator", "first_stage.discriminator.", False),
     NetworkPart("dinar_uv_layout", "first_stage.rasterizer.", True),
 )
-
-#: Groups that are checked when present but not exported: the DDPM buffers (recomputed from the
-#: schedule), the raw (non-EMA) UNet weights and the normal rasteriser's copy of the faces.
-CHECKED_ONLY_GROUPS = ("", "model", "first_stage.normal_rasterizer")
 
 #: Keys a training run may add that released inference ignores (fact sheet §3).
 TOLERATED_EXTRA_KEYS = ("scale_factor", "offset_factor")
@@ -118,6 +114,8 @@ def split_dinar_state_dict(
     Tests pass small networks with ``require_official_shapes=False``; the networks' own loaders
     then check the shapes against each other. Keys outside the known groups are ignored and
     listed in ``notes``. The UNet is exported from its EMA copy, renamed to parameter names.
+    Groups checked but not exported: the DDPM buffers (recomputed from the schedule), the raw
+    UNet weights and the normal rasteriser's copy of the faces.
     """
     import torch
 
@@ -355,7 +353,7 @@ def load_checkpoint_state_dict(path: str | os.PathLike) -> dict[str, torch.Tenso
             f"refusing to load {path}: it references {exc}, which a weights file never needs "
             "(the file may carry code); use the original DINAR checkpoint"
         ) from None
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError, KeyError) as exc:
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError, KeyError, TypeError) as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise UserError(
             f"cannot read checkpoint {path}: the file is truncated or not a PyTorch checkpoint ({detail})"
