@@ -85,3 +85,18 @@ def test_help_does_not_import_heavy_packages(args):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_weights_commands(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AVATAR_WEIGHTS", str(tmp_path))
+    assert main(["weights", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    names = {w["name"] for w in listed["weights"]}
+    assert {"dinar_generator", "dinar_unet", "dinar_renderer"} <= names
+    assert all(w["status"] == "missing" for w in listed["weights"])
+    assert main(["weights", "verify"]) == 0
+    not_ckpt = tmp_path / "x.ckpt"
+    not_ckpt.write_bytes(b"garbage")
+    assert main(["weights", "import", "dinar", str(not_ckpt)]) == 2
+    assert main(["weights", "import", "other", str(not_ckpt)]) == 2
+    assert "unknown weights family" in capsys.readouterr().err

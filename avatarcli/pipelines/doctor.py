@@ -69,11 +69,7 @@ def weights_report() -> list[dict[str, Any]]:
         from avatarcli.weights_registry import verify_weights
     except ImportError:  # registry not installed in this build
         return []
-    out = []
-    for item in verify_weights():
-        entry = item if isinstance(item, dict) else getattr(item, "__dict__", {"name": str(item)})
-        out.append({k: (str(v) if isinstance(v, Path) else v) for k, v in entry.items()})
-    return out
+    return [{**s.to_json(), "file": str(s.path) if s.path else ""} for s in verify_weights()]
 
 
 def doctor_report(smplx_dir: Path | None = None, device: str = "auto") -> dict[str, Any]:

@@ -1,0 +1,78 @@
+"""``avatar weights list|verify|import``: the local neural-weights registry (nothing is downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+weights_app = typer.Typer(
+    help="List, verify and import neural weights (never downloaded).", no_args_is_help=True
+)
+
+
+def _table(statuses, title: str) -> None:
+    from rich.table import Table
+
+    from avatarcli.cli.output import console
+
+    t = Table(title=title)
+    for col in ("name", "status", "detail"):
+        t.add_column(col)
+    colour = {"present": "green", "missing": "yellow", "mismatch": "red"}
+    for s in statuses:
+        t.add_row(s.name, f"[{colour.get(s.status, 'white')}]{s.status}[/]", s.detail)
+    console().print(t)
+
+
+@weights_app.command("list", help="Show the weights the tool knows, and which are installed.")
+def list_cmd(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    from avatarcli.cli.output import print_json
+    from avatarcli.weights_registry import list_weights, weights_dir
+
+    statuses = list_weights()
+    if json_out:
+        print_json({"folder": str(weights_dir()), "weights": [s.to_json() for s in statuses]})
+    else:
+        _table(statuses, f"weights in {weights_dir()}")
+
+
+@weights_app.command("verify", help="Check every installed file's size and sha256 against the manifest.")
+def verify_cmd(json_out: bool = typer.Option(False, "--json", help="Print one JSON object.")) -> None:
+    from avatarcli.cli.output import print_json
+    from avatarcli.errors import UserError
+    from avatarcli.weights_registry import verify_weights, weights_dir
+
+    statuses = verify_weights()
+    if json_out:
+        print_json({"folder": str(weights_dir()), "weights": [s.to_json() for s in statuses]})
+    else:
+        _table(statuses, f"verified weights in {weights_dir()}")
+    bad = [s.name for s in statuses if s.status == "mismatch"]
+    if bad:
+        raise UserError(f"{', '.join(bad)} do not match the manifest; re-import them (avatar weights import)")
+
+
+@weights_app.command("import", help="Convert an official checkpoint into our safetensors files.")
+def import_cmd(
+    kind: str = typer.Argument(..., help="Which model family: dinar."),
+    checkpoint: Path = typer.Argument(..., help="Path to the official checkpoint file."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    from avatarcli.cli.output import console, print_json
+    from avatarcli.errors import UserError
+
+    if kind != "dinar":
+        raise UserError(f"unknown weights family {kind!r}; supported: dinar")
+    from avatarcli.weights_registry import import_dinar
+
+    con = console()
+    report = import_dinar(checkpoint, progress=lambda msg: con.print(f"  {msg}"))
+    if json_out:
+        print_json(report.to_json() if hasattr(report, "to_json") else report.__dict__)
+    else:
+        con.print(f"imported [bold]{checkpoint}[/] into the weights folder")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(weights_app, name="weights")
