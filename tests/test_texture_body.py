@@ -84,12 +84,21 @@ def test_front_view_samples_the_truth_and_fill_completes_it(body, maps):
     assert float(psnr(filled, truth, unseen)[0]) > 18.0
 
     # Refinement against the photo improves a degraded texture.
-    render = textured_render_fn(body, vertices, camera, background=0.0)
+    render, coverage = textured_render_fn(body, vertices, camera, background=0.0)
+    assert torch.equal(coverage, mask > 0.5)
     noisy = (filled + 0.1 * torch.randn(filled.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
     person = mask > 0.5
     before = float(psnr(render(noisy[None]), photo, person)[0])
     result = refine_texture(
-        noisy, sampled.filled[0, 0], render, photo, person, sampled.view_cos[0, 0], steps=6, lr=0.05
+        noisy,
+        sampled.filled[0, 0],
+        render,
+        photo,
+        person,
+        sampled.view_cos[0, 0],
+        steps=6,
+        lr=0.05,
+        render_mask=coverage,
     )
     assert float(psnr(render(result.texture[None]), photo, person)[0]) > before + 1.0
 

@@ -73,3 +73,14 @@ def test_grazing_and_unknown_texels_are_left_alone():
     assert not changed[:, :9].any()  # beyond the 5x5 blur of the angle weight
     assert not changed[22:, 22:].any()  # beyond the one-texel dilation of the known mask
     assert changed[:, 16:20].all()
+
+
+def test_loss_only_counts_pixels_the_mesh_covers():
+    render, cover = _flat_render()
+    truth, start = _textures()
+    target = render(truth.unsqueeze(0))
+    nothing = torch.zeros(1, 1, H, W, dtype=torch.bool)
+    result = refine_texture(
+        start, None, render, target, cover.unsqueeze(1), torch.ones(T, T), steps=3, render_mask=nothing
+    )
+    assert torch.equal(result.texture, start)

@@ -10,8 +10,9 @@ and the person mask (1, H, W))::
     views = [sample_view(body, v, cam, photo, mask, maps)[0] for v, cam, photo, mask in inputs]
     merged = merge_sampled(views, tau=0.1)                  # a single view works the same way
     full = fill_unseen_texels(merged.rgb, merged.known[0], maps.graph, "mirror+back+harmonic")
-    render = textured_render_fn(body, vertices0, camera0)   # refine against one photo
-    tuned = refine_texture(full, merged.known[0], render, photo0, mask0, merged.view_cos[0]).texture
+    render, coverage = textured_render_fn(body, vertices0, camera0)  # refine on one photo
+    tuned = refine_texture(full, merged.known[0], render, photo0, mask0, merged.view_cos[0],
+                           render_mask=coverage).texture
     texture = pad_texture_islands(tuned, maps.mask, 4)      # before bilinear rendering
 
 The lower-level functions take plain tensors (uv render, masks, cosines, per-texel geometry).

@@ -103,8 +103,12 @@ def sample_view(
     return sampled, occluded
 
 
-def textured_render_fn(body, vertices: torch.Tensor, camera, background: float = 1.0) -> Callable:
-    """``texture (1, 3, T, T) → image (1, 3, H, W)`` for the fitted mesh, rasterised once."""
+def textured_render_fn(
+    body, vertices: torch.Tensor, camera, background: float = 1.0
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+    """``(render, coverage)``: ``render(texture (1, 3, T, T)) → image (1, 3, H, W)`` for the fitted
+    mesh (rasterised once, differentiable in the texture) and its mask (1, 1, H, W), which
+    :func:`~avatarcli.texture.refine.refine_texture` takes as ``render_mask``."""
     from avatarcli.render import rasterize, render_textured
 
     if vertices.dim() == 2:
@@ -119,4 +123,4 @@ def textured_render_fn(body, vertices: torch.Tensor, camera, background: float =
         )  # fmt: skip
         return image
 
-    return render
+    return render, fragments.mask.unsqueeze(1)

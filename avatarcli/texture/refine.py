@@ -81,6 +81,7 @@ def refine_texture(
     l2_weight: float = 1.0,
     l1_weight: float = 0.0,
     ssim_weight: float = 0.2,
+    render_mask: torch.Tensor | None = None,
 ) -> RefineResult:
     """Fine-tune an RGB texture so that ``render_fn(texture)`` matches the photo.
 
@@ -92,6 +93,8 @@ def refine_texture(
         target_image: (B, 3, H, W) photo in [0, 1]; ``target_mask`` (B, 1, H, W) the person.
         cos_texel: (T, T)-like view cosine per texel (``SampledTexture.view_cos``).
         steps, lr: Adam with DINAR's betas (0, 0.99) and lr 2e-3 by default.
+        render_mask: optional (B, 1, H, W) mesh coverage; the loss then uses the intersection
+            with ``target_mask``, as DINAR does, so photo pixels the mesh misses do not count.
     """
     start = texture.detach().reshape(1, 3, *texture.shape[-2:]).float()
     weight = view_angle_weight(cos_texel.to(start.device))
@@ -101,7 +104,11 @@ def refine_texture(
     param = start.clone().requires_grad_(True)
     optimiser = torch.optim.Adam([param], lr=lr, betas=(0.0, 0.99), eps=1e-8)
     losses: list[float] = []
-    target_mask = target_mask.to(start.device)
+    target_mask = target_mask.to(start.device).bool()
+    if target_mask.dim() == 3:
+        target_mask = target_mask.unsqueeze(1)
+    if render_mask is not None:
+        target_mask = target_mask & render_mask.to(start.device).reshape(target_mask.shape).bool()
     for _ in range(steps):
         optimiser.zero_grad(set_to_none=True)
         loss = photometric_loss(
