@@ -448,3 +448,143 @@ def test_fbx_worker_trs_matrices_match_the_body_kinematics() -> None:
     np.testing.assert_allclose(m[:, :3, :3], rot * values[:, None, 7:], atol=1e-12)
     np.testing.assert_allclose(m[:, :3, 3], values[:, :3])
     np.testing.assert_allclose(m[:, 3], np.broadcast_to([0, 0, 0, 1.0], (5, 4)))
+
+
+# A hand-written ASCII FBX: three LimbNodes (no namespace), one take rotating LeftArm 0→90° about
+# Z over 1 s at 30 fps, centimetre units; optionally a bind pose that differs from the static pose.
+ASCII_ANIM_FBX = """; FBX 7.4.0 project file
+FBXHeaderExtension:  {
+	FBXHeaderVersion: 1003
+	FBXVersion: 7400
+}
+GlobalSettings:  {
+	Version: 1000
+	Properties70:  {
+		P: "UpAxis", "int", "Integer", "",1
+		P: "UpAxisSign", "int", "Integer", "",1
+		P: "FrontAxis", "int", "Integer", "",2
+		P: "FrontAxisSign", "int", "Integer", "",1
+		P: "CoordAxis", "int", "Integer", "",0
+		P: "CoordAxisSign", "int", "Integer", "",1
+		P: "UnitScaleFactor", "double", "Number", "",1
+		P: "TimeMode", "enum", "", "",6
+	}
+}
+Objects:  {
+	NodeAttribute: 11, "NodeAttribute::", "LimbNode" {
+		TypeFlags: "Skeleton"
+	}
+	NodeAttribute: 12, "NodeAttribute::", "LimbNode" {
+		TypeFlags: "Skeleton"
+	}
+	NodeAttribute: 13, "NodeAttribute::", "LimbNode" {
+		TypeFlags: "Skeleton"
+	}
+	Model: 1, "Model::Hips", "LimbNode" {
+		Version: 232
+		Properties70:  {
+			P: "Lcl Translation", "Lcl Translation", "", "A",0,100,0
+			P: "Lcl Rotation", "Lcl Rotation", "", "A",0,0,@STATIC_ROT@
+		}
+	}
+	Model: 2, "Model::LeftArm", "LimbNode" {
+		Version: 232
+		Properties70:  {
+			P: "Lcl Translation", "Lcl Translation", "", "A",20,0,0
+		}
+	}
+	Model: 3, "Model::LeftHand", "LimbNode" {
+		Version: 232
+		Properties70:  {
+			P: "Lcl Translation", "Lcl Translation", "", "A",30,0,0
+		}
+	}
+@BIND@
+	AnimationStack: 200, "AnimStack::Take 001", "" {
+		Properties70:  {
+			P: "LocalStop", "KTime", "Time", "",46186158000
+		}
+	}
+	AnimationLayer: 300, "AnimLayer::BaseLayer", "" {
+	}
+	AnimationCurveNode: 400, "AnimCurveNode::R", "" {
+		Properties70:  {
+			P: "d|X", "Number", "", "A",0
+			P: "d|Y", "Number", "", "A",0
+			P: "d|Z", "Number", "", "A",0
+		}
+	}
+	AnimationCurve: 500, "AnimCurve::", "" {
+		Default: 0
+		KeyVer: 4009
+		KeyTime: *2 {
+			a: 0,46186158000
+		}
+		KeyValueFloat: *2 {
+			a: 0,90
+		}
+		KeyAttrFlags: *1 {
+			a: 24840
+		}
+		KeyAttrDataFloat: *4 {
+			a: 0,0,0,0
+		}
+		KeyAttrRefCount: *1 {
+			a: 2
+		}
+	}
+}
+Connections:  {
+	C: "OO",1,0
+	C: "OO",2,1
+	C: "OO",3,2
+	C: "OO",11,1
+	C: "OO",12,2
+	C: "OO",13,3
+	C: "OO",300,200
+	C: "OO",400,300
+	C: "OP",400,2,"Lcl Rotation"
+	C: "OP",500,400,"d|Z"
+}
+"""
+_BIND_NODE = """\t\tPoseNode:  {{
+\t\t\tNode: {node}
+\t\t\tMatrix: *16 {{
+\t\t\t\ta: 1,0,0,0,0,1,0,0,0,0,1,0,{x},100,0,1
+\t\t\t}}
+\t\t}}"""
+
+
+def ascii_fbx(path: Path, *, bind_pose: bool) -> Path:
+    bind = ""
+    if bind_pose:
+        nodes = "\n".join(_BIND_NODE.format(node=n, x=x) for n, x in ((1, 0), (2, 20), (3, 50)))
+        bind = (
+            '\tPose: 100, "Pose::BIND_POSES", "BindPose" {\n\t\tType: "BindPose"\n\t\tVersion: 100\n'
+            f"\t\tNbPoseNodes: 3\n{nodes}\n\t}}"
+        )
+    # with a bind pose, the static pose turns the hips by -45° so the two differ
+    text = ASCII_ANIM_FBX.replace("@BIND@", bind).replace("@STATIC_ROT@", "-45" if bind_pose else "0")
+    path.write_text(text)
+    return path
+
+
+def test_ascii_fbx_without_namespace_is_sampled_at_its_frame_rate(tmp_path: Path) -> None:
+    clip = load_motion(ascii_fbx(tmp_path / "arm.fbx", bind_pose=False))
+    assert clip.joint_names == ("Hips", "LeftArm", "LeftHand")
+    assert clip.num_frames == 31 and clip.fps == pytest.approx(30.0)
+    _, rest = clip.rest_transforms()
+    np.testing.assert_allclose(rest, [[0, 1, 0], [0.2, 1, 0], [0.5, 1, 0]], atol=1e-6)  # cm → m
+    _, pos = clip.global_transforms()
+    hand = pos[:, 2] - pos[:, 1]
+    angles = np.rad2deg(np.arctan2(hand[:, 1], hand[:, 0]))
+    np.testing.assert_allclose(angles[[0, 15, 30]], [0, 45, 90], atol=1e-3)
+
+
+def test_fbx_rest_pose_comes_from_the_bind_pose(tmp_path: Path) -> None:
+    clip = load_motion(ascii_fbx(tmp_path / "bound.fbx", bind_pose=True))
+    _, rest = clip.rest_transforms()
+    np.testing.assert_allclose(rest, [[0, 1, 0], [0.2, 1, 0], [0.5, 1, 0]], atol=1e-6)  # bind, not static
+    _, pos = clip.global_transforms()
+    arm = pos[0, 1] - pos[0, 0]
+    np.testing.assert_allclose(arm / np.linalg.norm(arm), [np.sqrt(0.5), -np.sqrt(0.5), 0], atol=1e-6)

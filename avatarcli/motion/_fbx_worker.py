@@ -75,20 +75,24 @@ def extract(path: str) -> dict[str, np.ndarray]:
     for b in bones:
         p = _keep(b.parent)
         parents.append(ids.get(p.typed_id, -1) if p is not None else -1)
-    rest_world = np.stack([_bind_or_static(b) for b in bones])
+    rest_world = _rest_pose(bones, parents)
 
     stacks = [_keep(s) for s in scene.anim_stacks]
-    stacks = [s for s in stacks if s.time_end > s.time_begin]
-    if not stacks:
+    curves = [_keep(c) for c in scene.anim_curves]
+    keyed = [c for c in curves if c.max_time > c.min_time]
+    if not stacks or not keyed:
         raise BadFile("it has no animation (no take with keyframes)")
     stack = max(stacks, key=lambda s: s.time_end - s.time_begin)
+    begin, end = stack.time_begin, stack.time_end
+    if end <= begin:  # no take range stored: use the keyframes' own range
+        begin, end = min(c.min_time for c in keyed), max(c.max_time for c in keyed)
     anim = _keep(stack.anim)
     settings = _keep(scene.settings)
     fps = float(settings.frames_per_second) or 30.0
-    count = int(round((stack.time_end - stack.time_begin) * fps)) + 1
+    count = int(round((end - begin) * fps)) + 1
     if count > MAX_FRAMES:
         raise BadFile(f"its animation is too long ({count} frames at {fps:g} fps)")
-    world = _sample_world(ufbx, scene, anim, bones, [stack.time_begin + f / fps for f in range(count)])
+    world = _sample_world(ufbx, scene, anim, bones, [begin + f / fps for f in range(count)])
     return {
         "names": np.array([b.name for b in bones]),
         "parents": np.array(parents, dtype=np.int64),
@@ -174,15 +178,39 @@ def _sample_world(ufbx, scene, anim, bones: list, times: list[float]) -> np.ndar
     return np.stack([evaluated(t) for t in times])
 
 
-def _bind_or_static(bone) -> np.ndarray:  # noqa: ANN001
-    """The bone's bind-pose world matrix when the file stores one, else its static transform."""
+def _rest_pose(bones: list, parents: list[int]) -> np.ndarray:
+    """(J, 4, 4) rest world matrices: the bind pose when every bone has one, else the static pose.
+
+    The bind pose is trusted only if its bone lengths agree with the static pose's (lengths do
+    not change with pose), which guards against bind matrices left in the file's own units.
+    """
+    static = np.stack([_mat4(_keep(b.node_to_world)) for b in bones])
+    bind = [_bind_matrix(b) for b in bones]
+    if any(m is None for m in bind):
+        return static
+    bind_arr = np.stack(bind)
+    idx = [(j, p) for j, p in enumerate(parents) if p >= 0]
+    if not idx:
+        return bind_arr
+    child, par = np.array(idx).T
+    len_static = np.linalg.norm(static[child, :3, 3] - static[par, :3, 3], axis=-1)
+    len_bind = np.linalg.norm(bind_arr[child, :3, 3] - bind_arr[par, :3, 3], axis=-1)
+    usable = len_static > 1e-4
+    if usable.any() and np.allclose(len_bind[usable], len_static[usable], rtol=0.02, atol=1e-4):
+        return bind_arr
+    return static
+
+
+def _bind_matrix(bone) -> np.ndarray | None:  # noqa: ANN001
+    """The bone's bind-pose world matrix, if a bind pose in the file lists it."""
     pose = _keep(bone.bind_pose)
-    if pose is not None:
-        for bp in [_keep(x) for x in pose.bone_poses]:
-            node = _keep(bp.bone_node)
-            if node is not None and node.typed_id == bone.typed_id:
-                return _mat4(_keep(bp.bone_to_world))
-    return _mat4(_keep(bone.node_to_world))
+    if pose is None:
+        return None
+    for bp in [_keep(x) for x in pose.bone_poses]:
+        node = _keep(bp.bone_node)
+        if node is not None and node.typed_id == bone.typed_id:
+            return _mat4(_keep(bp.bone_to_world))
+    return None
 
 
 def main(argv: list[str]) -> int:
