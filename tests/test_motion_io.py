@@ -588,3 +588,49 @@ def test_fbx_rest_pose_comes_from_the_bind_pose(tmp_path: Path) -> None:
     _, pos = clip.global_transforms()
     arm = pos[0, 1] - pos[0, 0]
     np.testing.assert_allclose(arm / np.linalg.norm(arm), [np.sqrt(0.5), -np.sqrt(0.5), 0], atol=1e-6)
+
+
+def test_bvh_facing_x_is_turned_to_face_z(tmp_path: Path) -> None:
+    text = """HIERARCHY
+ROOT Hips
+{
+  OFFSET 0 90 0
+  CHANNELS 6 Xposition Yposition Zposition Zrotation Xrotation Yrotation
+  JOINT LeftUpLeg
+  {
+    OFFSET 0 0 -10
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    End Site
+    {
+      OFFSET 0 -85 0
+    }
+  }
+  JOINT RightUpLeg
+  {
+    OFFSET 0 0 10
+    CHANNELS 3 Zrotation Xrotation Yrotation
+    End Site
+    {
+      OFFSET 0 -85 0
+    }
+  }
+  JOINT Spine
+  {
+    OFFSET 0 60 0
+    CHANNELS 3 Zrotation Xrotation Yrotation
+  }
+}
+MOTION
+Frames: 2
+Frame Time: 0.5
+0 90 0 0 0 0 0 0 0 0 0 0 0 0 0
+50 90 0 0 0 0 0 0 0 0 0 0 0 0 0
+"""
+    path = tmp_path / "sideways.bvh"
+    path.write_text(text)  # left hip at −Z: the character faces +X and walks forward along +X
+    clip = load_motion(path)
+    assert clip.metadata["turned_deg"] == "-90"
+    _, pos = clip.global_transforms()
+    left, right = clip.index("LeftUpLeg"), clip.index("RightUpLeg")
+    np.testing.assert_allclose(pos[0, left] - pos[0, right], [0.2, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(pos[1, 0] - pos[0, 0], [0, 0, 0.5], atol=1e-9)  # forward is now +Z

@@ -4,7 +4,8 @@ BVH rest frames are world-aligned (rest rotations are identity) and ``OFFSET`` s
 parent's frame. Units are not stored, so they are guessed from the skeleton's height: the
 candidate unit (m, cm, mm, inch, or CMU's mocap unit of 1/0.45 inch, see
 :data:`UNIT_CANDIDATES`) that makes the rest skeleton closest to an adult's joint span wins.
-A Z-up file (head above the hips along +Z) is turned Y-up.
+A Z-up file (head above the hips along +Z) is turned Y-up, and a skeleton whose left side
+does not point along +X (found through the joint maps) is turned to face +Z.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 import torch
 
 from avatarcli.body.kinematics import euler_to_matrix
-from avatarcli.errors import InputFileError
+from avatarcli.errors import InputFileError, UserError
 from avatarcli.motion.clip import Clip
 from avatarcli.motion.rotations import matrix_to_quaternion, quaternion_to_matrix
 
@@ -181,7 +182,7 @@ def _to_clip(
         source=str(path),
         metadata={"format": "bvh", "unit_scale": f"{scale:.6g}"},
     )
-    return _z_up_to_y_up(clip)
+    return _face_forward(_z_up_to_y_up(clip))
 
 
 def _rest_positions(offsets: np.ndarray, parents: list[int]) -> np.ndarray:
@@ -216,11 +217,46 @@ def _z_up_to_y_up(clip: Clip) -> Clip:
     span = rest.max(0) - rest.min(0)
     if not span[2] > 1.5 * max(span[0], span[1]):
         return clip
-    fix = torch.tensor([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]], dtype=torch.float64)
-    # rest frames are world-aligned, so a change of world basis conjugates every local rotation
+    clip = _change_basis(clip, np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]))
+    clip.metadata["up_axis"] = "Z (converted to Y)"
+    return clip
+
+
+def _face_forward(clip: Clip) -> Clip:
+    """Turn the skeleton about Y so its left side is +X (facing +Z), if it is off by > 45°.
+
+    Left and right are found through the joint maps (hips, else shoulders); a rig whose
+    names match no map is left as it is.
+    """
+    from avatarcli.body.joints import JOINT_INDEX
+    from avatarcli.motion.mappings import match_joints
+
+    try:
+        found = match_joints(clip.joint_names, source=clip.source)
+    except UserError:
+        return clip
+    _, rest = clip.rest_transforms()
+    for left, right in (("left_hip", "right_hip"), ("left_shoulder", "right_shoulder")):
+        if JOINT_INDEX[left] in found and JOINT_INDEX[right] in found:
+            side = rest[found[JOINT_INDEX[left]]] - rest[found[JOINT_INDEX[right]]]
+            break
+    else:
+        return clip
+    yaw = np.arctan2(-side[2], side[0])  # angle of the left direction from +X, about +Y
+    if np.hypot(side[0], side[2]) < 1e-6 or abs(yaw) <= np.pi / 4:
+        return clip
+    c, s = np.cos(-yaw), np.sin(-yaw)
+    clip = _change_basis(clip, np.array([[c, 0, s], [0, 1.0, 0], [-s, 0, c]]))
+    clip.metadata["turned_deg"] = f"{np.rad2deg(-yaw):.0f}"
+    return clip
+
+
+def _change_basis(clip: Clip, fix_np: np.ndarray) -> Clip:
+    """Rotate the whole clip by ``fix``; rest frames are world-aligned, so every local
+    rotation is conjugated and offsets/translations are rotated."""
+    fix = torch.from_numpy(fix_np)
     rot = fix @ quaternion_to_matrix(torch.from_numpy(clip.rotations)) @ fix.T
     clip.rotations = matrix_to_quaternion(rot).numpy()
-    clip.rest_offsets = clip.rest_offsets @ fix.numpy().T
-    clip.root_translation = clip.root_translation @ fix.numpy().T
-    clip.metadata["up_axis"] = "Z (converted to Y)"
+    clip.rest_offsets = clip.rest_offsets @ fix_np.T
+    clip.root_translation = clip.root_translation @ fix_np.T
     return clip
