@@ -134,3 +134,29 @@ def test_occlusion_detector_keeps_the_arm_colour_off_the_torso(body, maps):
         wrong.append(int(((rgb[0] > rgb[2]) & sampled.filled[0, 0] & torso).sum()))
     assert wrong[0] >= 20
     assert wrong[1] <= 0.4 * wrong[0]
+
+
+def test_build_rgb_texture_from_front_and_back_views(body, maps):
+    from avatarcli.render import Camera, render_textured
+    from avatarcli.texture.build import TextureView, build_rgb_texture
+
+    pattern = 0.2 * torch.sin(maps.positions[..., 1] * 15) * torch.cos(maps.positions[..., 0] * 9)
+    truth = ((_texture(maps, {"head": (0.8, 0.6, 0.5)}) + pattern).clamp(0, 1)) * maps.mask
+    vertices = body.rest().vertices
+    views = []
+    for yaw in (0, 180):
+        camera = Camera.orbit(center=(0.0, 0.0, 0.0), distance=3.0, yaw_deg=yaw, focal_px=400, size=IMAGE)
+        photo, mask = render_textured(
+            vertices, body.faces, body.uv, body.uv_faces, pad_texture_islands(truth, maps.mask, 3), camera
+        )
+        views.append(TextureView(vertices, camera, photo, mask[:, 0] > 0.5))
+    messages = []
+    one = build_rgb_texture(body, views[:1], texture_size=T, refine_steps=0, maps=maps)
+    two = build_rgb_texture(body, views, texture_size=T, refine_steps=2, maps=maps, progress=messages.append)
+    assert two.stats["texels_seen"] > 1.6 * one.stats["texels_seen"]
+    assert two.stats["refine_views"] == 2 and any("refining" in m for m in messages)
+    assert two.texture.shape == (3, T, T) and torch.all(two.texture[:, maps.mask].amax(0) > 0)
+    assert float(psnr(two.texture, truth, maps.mask)[0]) > float(psnr(one.texture, truth, maps.mask)[0]) + 1
+    assert float(psnr(two.texture, truth, two.seen)[0]) > 25.0
+    with pytest.raises(ValueError):
+        build_rgb_texture(body, views, fill_method="blur", maps=maps)

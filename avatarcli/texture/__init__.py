@@ -15,10 +15,14 @@ and the person mask (1, H, W))::
                            render_mask=coverage).texture
     texture = pad_texture_islands(tuned, maps.mask, 4)      # before bilinear rendering
 
+or all of it in one call: ``build_rgb_texture(body, [TextureView(vertices, camera, photo,
+mask), ...], texture_size=256, fill_method=..., refine_steps=64)``.
+
 The lower-level functions take plain tensors (uv render, masks, cosines, per-texel geometry).
 """
 
 from avatarcli.texture.body_maps import BodyTexelMaps, body_texel_maps, sample_view, textured_render_fn
+from avatarcli.texture.build import RGBTexture, TextureView, build_rgb_texture
 from avatarcli.texture.fill import FILL_METHODS, fill_unseen_texels, parse_fill_method
 from avatarcli.texture.merge import MergedTexture, merge_sampled, merge_views
 from avatarcli.texture.metrics import psnr, ssim, ssim_map
@@ -46,6 +50,9 @@ __all__ = [
     "FILL_METHODS",
     "TEXTURE_SIZES",
     "BodyTexelMaps",
+    "RGBTexture",
+    "TextureView",
+    "build_rgb_texture",
     "MergedTexture",
     "RefineResult",
     "SampledTexture",
