@@ -238,3 +238,17 @@ def test_rasterize_screen_draws_a_known_triangle():
     i, j = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
     expected = (i + j + 1.0) <= 8.0
     assert torch.equal(frags.mask[0], expected)
+
+
+@pytest.mark.gpu
+def test_cuda_matches_cpu():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    verts, faces = icosphere(4)
+    batch = torch.stack([verts, verts * 0.8])
+    cams = Camera.orbit(distance=2.0, yaw_deg=[0.0, 120.0], focal_px=300, size=256)
+    cpu = rasterize(batch, faces, cams)
+    gpu = rasterize(batch.cuda(), faces.cuda(), cams.to("cuda"))
+    assert (gpu.face_index.cpu() == cpu.face_index).float().mean() > 0.999
+    m = cpu.mask & gpu.mask.cpu()
+    torch.testing.assert_close(gpu.depth.cpu()[m], cpu.depth[m], atol=1e-5, rtol=1e-5)

@@ -52,4 +52,4 @@ def _scatter_pixels(
     bary = fragments.bary.reshape(-1, 3).index_select(0, idx).to(dtype)
     pixel_values = (bary.unsqueeze(-1) * corners).sum(1)
     out = torch.zeros(batch * height * width, channels, dtype=dtype, device=corners.device)
-    return out.index_put((idx,), pixel_values).view(batch, height, width, channels)
+    return out.index_put_((idx,), pixel_values).view(batch, height, width, channels)

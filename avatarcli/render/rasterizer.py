@@ -34,8 +34,8 @@ import torch
 
 from avatarcli.render.camera import Camera
 
-#: candidate (face, pixel) pairs tested per block; ~50 bytes of temporaries each, so 4M ≈ 200 MB
-DEFAULT_MAX_PAIRS = 1 << 22
+#: candidate (face, pixel) pairs tested per block; ~60 bytes of temporaries each, so 1M ≈ 60 MB
+DEFAULT_MAX_PAIRS = 1 << 20
 #: slack on the inside test so pixel centres exactly on a shared edge are never missed by both faces
 INSIDE_EPS = 1e-6
 
@@ -227,7 +227,8 @@ def _visible_faces(
             _scatter_block(zbuf, per_face[:, s:e], corner[s:e], face_id[s:e], cx, cy, width)
         start += size
 
-    face_index = torch.where(zbuf < (1 << 32), torch.full_like(zbuf, -1), zbuf & 0xFFFFFFFF)
+    background = zbuf < (1 << 32)
+    face_index = zbuf.bitwise_and_(0xFFFFFFFF).masked_fill_(background, -1)  # reuse the buffer
     return face_index.view(batch, height, width)
 
 
@@ -290,6 +291,7 @@ def _barycentrics(
     screen = torch.stack([1.0 - l1 - l2, l1, l2], dim=-1)
     weights = screen / zz
     inv_depth = weights.sum(-1)
-    bary = bary.index_put((fg,), weights / inv_depth[:, None])
-    depth = depth.index_put((fg,), 1.0 / inv_depth)
+    # in place on fresh zero buffers: no full-size copies, and autograd still tracks the values
+    bary.index_put_((fg,), weights / inv_depth[:, None])
+    depth.index_put_((fg,), 1.0 / inv_depth)
     return bary.view(batch, height, width, 3), depth.view(batch, height, width)
