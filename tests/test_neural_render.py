@@ -187,3 +187,21 @@ def test_uv_layout_must_fit_the_body(renderer, anny_body, tmp_path):
     dinar = make_avatar(renderer, anny_body, uv_layout="dinar")
     with pytest.raises(AvatarFormatError, match="--body smplx"):
         NeuralFrameRenderer.for_avatar(dinar, anny_body, "cpu", weights_folder=tmp_path)
+
+
+def test_channels_last_and_bfloat16_variants(renderer, anny_body, posed):
+    from avatarcli.pipelines.neural_render import body_uv_layout
+
+    vertices, camera = posed
+    tex, _, _ = texture21()
+
+    def frames(**variant) -> np.ndarray:
+        net = DinarRenderer(renderer.config)
+        net.load_state_dict(renderer.state_dict())
+        draw = NeuralFrameRenderer(net, tex[None], anny_body.faces, body_uv_layout(anny_body), **variant)
+        return draw(vertices[:1], camera).astype(np.int32)
+
+    reference = frames()
+    assert np.abs(frames(channels_last=True) - reference).max() <= 1
+    low = frames(dtype=torch.bfloat16, channels_last=True)
+    assert low.shape == reference.shape and np.abs(low - reference).mean() < 8
