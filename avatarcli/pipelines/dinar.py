@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -284,13 +284,23 @@ def dinar_texture(
     if need_render:
         finals = []
         for b in range(batch):
+            one = slice(b, b + 1)
             item = _refine_item(
-                networks.renderer, inputs, options, b, pasted[b : b + 1], decoded[b : b + 1],
-                blend[b : b + 1], image[b : b + 1], mask[b : b + 1], timer, say,
-            )  # fmt: skip
-            finals.append(item[0])
-            scale[b], shift[b] = item[1][0], item[2][0]
-            losses.append(item[3])
+                networks.renderer,
+                inputs,
+                options,
+                b,
+                pasted=pasted[one],
+                decoded=decoded[one],
+                blend=blend[one],
+                image=image[one],
+                mask=mask[one],
+                timer=timer,
+                say=say,
+            )
+            finals.append(item.texture)
+            scale[b], shift[b] = item.scale[0], item.shift[0]
+            losses.append(item.losses)
         final = torch.cat(finals)
     return DinarTextureResult(
         texture=final.detach(),
@@ -305,11 +315,19 @@ def dinar_texture(
     )
 
 
+class _RefinedItem(NamedTuple):
+    texture: torch.Tensor  # (1,21,T,T)
+    scale: torch.Tensor  # (1,3,1,1) α
+    shift: torch.Tensor  # (1,3,1,1) β
+    losses: list[float]
+
+
 def _refine_item(
     renderer: nn.Module,
     inputs: DinarInputs,
     options: DinarOptions,
     b: int,
+    *,
     pasted: torch.Tensor,
     decoded: torch.Tensor,
     blend: torch.Tensor,
@@ -317,7 +335,7 @@ def _refine_item(
     mask: torch.Tensor,
     timer: _StageTimer,
     say: StageProgress,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[float]]:
+) -> _RefinedItem:
     """DINAR's stage B for one photo: optional α/β colour fit, then RGB refinement (§1.12)."""
     from avatarcli.inpaint.texture import erode3x3
     from avatarcli.texture.refine import photometric_loss, refine_texture
@@ -371,7 +389,7 @@ def _refine_item(
     finally:
         for p, flag in zip(renderer.parameters(), requires, strict=True):
             p.requires_grad_(flag)
-    return texture_with(rgb, scale, shift).detach(), scale, shift, item_losses
+    return _RefinedItem(texture_with(rgb, scale, shift).detach(), scale, shift, item_losses)
 
 
 # ------------------------------------------------------------------------------------ networks
