@@ -60,6 +60,7 @@ class SmplxBody(BodyModel):
         except (OSError, KeyError, ValueError) as exc:
             raise UserError(f"cannot read SMPL-X model file {path}: {exc}") from exc
         self.num_shape = num_betas
+        self.model_path = Path(path)
         self.model_id = f"smplx-{gender}-{Path(path).stat().st_size}"
         faces = torch.as_tensor(np.asarray(self.model.faces, dtype=np.int64))
         weights = self.model.lbs_weights.detach().float()

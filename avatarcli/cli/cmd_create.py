@@ -1,0 +1,185 @@
+"""``avatar create`` (one avatar per photo, batches) and ``avatar merge`` (one avatar from views)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def _options(**kw):
+    from avatarcli.cli.app import state
+    from avatarcli.pipelines.create import CreateOptions
+
+    return CreateOptions(seed=state.seed, **kw)
+
+
+def _stage_progress(bar):
+    tasks: dict[str, int] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(f"  {stage}", total=total, status="")
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return report
+
+
+def register(app: typer.Typer) -> None:
+    common = dict(
+        method=typer.Option("rgb", "--method", help="rgb (no weights), dinar or stylepeople (need weights)."),
+        body=typer.Option("anny", "--body", help="Body model: anny (bundled) or smplx (your model files)."),
+        smplx_dir=typer.Option(
+            None, "--smplx-dir", help="Folder with SMPL-X model files (for --body smplx)."
+        ),
+        texture_size=typer.Option(256, "--texture-size", help="UV texture size: 256, 512 or 1024."),
+        no_occlusion=typer.Option(
+            False, "--no-occlusion", help="Do not mask occlusion edges before sampling."
+        ),
+        fill=typer.Option("mirror+back+harmonic", "--fill", help="How unseen texels are filled."),
+        refine_steps=typer.Option(64, "--refine-steps", help="RGB refinement steps through the render."),
+        fit_iters=typer.Option(300, "--fit-iters", help="Body-fitting iterations."),
+        overwrite=typer.Option(False, "--overwrite", help="Replace existing avatar files."),
+        json_out=typer.Option(False, "--json", help="Print a JSON summary."),
+    )
+
+    @app.command(help="Make one avatar per photo (files or folders); bad files are reported and skipped.")
+    def create(
+        photos: list[Path] = typer.Argument(..., help="Photos or folders of photos."),
+        output: Path = typer.Option(
+            Path("out"), "-o", "--output", help="Output folder (or a .pt for one photo)."
+        ),
+        mask: Path = typer.Option(None, "--mask", help="Person mask image (one photo only)."),
+        keypoints: Path = typer.Option(None, "--keypoints", help="OpenPose JSON (one photo only)."),
+        fit: list[Path] = typer.Option(None, "--fit", help="Reuse a fit file from avatar fit."),
+        skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip photos whose avatar exists."),
+        method: str = common["method"],
+        body: str = common["body"],
+        smplx_dir: Path = common["smplx_dir"],
+        texture_size: int = common["texture_size"],
+        no_occlusion: bool = common["no_occlusion"],
+        fill: str = common["fill"],
+        refine_steps: int = common["refine_steps"],
+        fit_iters: int = common["fit_iters"],
+        overwrite: bool = common["overwrite"],
+        json_out: bool = common["json_out"],
+    ) -> None:
+        from avatarcli.cli.app import state
+        from avatarcli.cli.output import console, print_json, progress
+        from avatarcli.errors import UserError
+        from avatarcli.pipelines.create import create_avatar, create_batch, expand_inputs
+        from avatarcli.runtime import resolve_device, seed_everything
+
+        seed_everything(state.seed)
+        device = resolve_device(state.device)
+        inputs = expand_inputs(photos)
+        opts = _options(
+            method=method, body=body, smplx_dir=str(smplx_dir) if smplx_dir else None,
+            texture_size=texture_size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
+            fit_iters=fit_iters, mask=str(mask) if mask else None,
+            keypoints=str(keypoints) if keypoints else None, fits=[str(f) for f in fit] if fit else None,
+            overwrite=overwrite,
+        )  # fmt: skip
+        con = console()
+        single = len(inputs) == 1 and output.suffix.lower() == ".pt"
+        if (mask or keypoints or fit) and len(inputs) != 1:
+            raise UserError("--mask, --keypoints and --fit apply to a single photo")
+        with progress() as bar:
+            stages = _stage_progress(bar)
+            if single or mask or keypoints or fit:
+                result = create_avatar(inputs, output, opts, device=device, progress=stages)
+                items = None
+            else:
+                files = bar.add_task("photos", total=len(inputs), status="")
+
+                def on_file(done: int, total: int, name: str) -> None:
+                    bar.update(files, completed=done, status=Path(name).name if name else "")
+
+                items = create_batch(
+                    inputs, output, opts, skip_existing=skip_existing, device=device, on_file=on_file,
+                    progress=stages,
+                )  # fmt: skip
+        if items is None:
+            if json_out:
+                print_json(result.as_dict())
+            else:
+                _print_result(con, result.as_dict())
+            return
+        if json_out:
+            print_json([i.__dict__ for i in items])
+        else:
+            _print_table(con, items)
+        if items and all(i.status == "failed" for i in items):
+            raise UserError(f"no avatar was created ({len(items)} failed); see {output / 'summary.json'}")
+
+    @app.command(
+        help="Make ONE avatar from several photos of the same person (shared shape, merged texture)."
+    )
+    def merge(
+        photos: list[Path] = typer.Argument(..., help="Photos (views) of one person, or a folder."),
+        output: Path = typer.Option(None, "-o", "--output", help="Output .pt (default: <first>.pt)."),
+        tau: float = typer.Option(0.1, "--tau", help="Softmax temperature of the normal-angle merge."),
+        method: str = common["method"],
+        body: str = common["body"],
+        smplx_dir: Path = common["smplx_dir"],
+        texture_size: int = common["texture_size"],
+        no_occlusion: bool = common["no_occlusion"],
+        fill: str = common["fill"],
+        refine_steps: int = common["refine_steps"],
+        fit_iters: int = common["fit_iters"],
+        overwrite: bool = common["overwrite"],
+        json_out: bool = common["json_out"],
+    ) -> None:
+        from avatarcli.cli.app import state
+        from avatarcli.cli.output import console, print_json, progress
+        from avatarcli.pipelines.create import create_avatar, expand_inputs
+        from avatarcli.runtime import resolve_device, seed_everything
+
+        seed_everything(state.seed)
+        inputs = expand_inputs(photos)
+        opts = _options(
+            method=method, body=body, smplx_dir=str(smplx_dir) if smplx_dir else None,
+            texture_size=texture_size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
+            fit_iters=fit_iters, tau=tau, overwrite=overwrite,
+        )  # fmt: skip
+        with progress() as bar:
+            result = create_avatar(
+                inputs, output, opts, device=resolve_device(state.device), progress=_stage_progress(bar)
+            )
+        if json_out:
+            print_json(result.as_dict())
+        else:
+            _print_result(console(), result.as_dict())
+
+
+def _print_result(con, r: dict) -> None:
+    psnr = ", ".join(f"{p:.1f}" for p in r["psnr"])
+    ssim = ", ".join(f"{s:.3f}" for s in r["ssim"])
+    con.print(f"wrote [bold]{r['avatar']}[/] and {r['preview']} in {r['seconds']:.1f} s")
+    con.print(f"input view: PSNR {psnr} dB, SSIM {ssim} (inside person mask ∩ body)")
+    for q in r["fit_quality"]:
+        iou = q.get("silhouette_iou")
+        con.print(
+            f"fit: silhouette IoU {iou:.3f}" if iou is not None else "fit: no mask to score the silhouette",
+            f", keypoint error {q.get('keypoint_error_pct', float('nan')):.2f} % of height",
+        )
+    for w in r["warnings"]:
+        con.print(f"[yellow]warning:[/] {w}")
+
+
+def _print_table(con, items) -> None:
+    from rich.table import Table
+
+    t = Table(title="avatar create")
+    for col in ("input", "status", "PSNR", "SSIM", "seconds / detail"):
+        t.add_column(col)
+    for i in items:
+        if i.result:
+            t.add_row(
+                Path(i.input).name, "[green]created[/]", f"{i.result['psnr'][0]:.1f}",
+                f"{i.result['ssim'][0]:.3f}", f"{i.result['seconds']:.1f}",
+            )  # fmt: skip
+        else:
+            colour = "yellow" if i.status == "skipped" else "red"
+            t.add_row(Path(i.input).name, f"[{colour}]{i.status}[/]", "", "", i.detail)
+    con.print(t)

@@ -1,0 +1,401 @@
+"""``avatar create`` / ``avatar merge``: photos → avatar file + preview, the RGB-texture path.
+
+One person from one or several photos (:func:`create_avatar`):
+
+perceive (keypoints + mask) → fit the body (several views share one shape) → per view, sample
+the photo into UV space through the fitted mesh (DINAR Alg. 1, occlusion edges removed) →
+merge views by softmax of the normal-to-camera cosine (DINAR Eq. 5) → fill unseen texels on
+the body surface → refine the RGB texture through the differentiable render (DINAR App. B) →
+avatar file + preview sheet, with the input-view PSNR/SSIM inside (person mask ∩ body render).
+
+:func:`create_batch` runs :func:`create_avatar` once per photo (one person each), reporting and
+skipping files that fail, resuming with ``skip_existing`` and writing ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from avatarcli._version import __version__
+from avatarcli.errors import UserError
+
+#: progress(stage, done, total)
+ProgressFn = Callable[[str, int, int], None]
+
+METHODS = ("rgb", "dinar", "stylepeople")
+
+
+@dataclass
+class CreateOptions:
+    """Everything that changes the avatar (recorded in the avatar's provenance)."""
+
+    method: str = "rgb"
+    body: str = "anny"
+    smplx_dir: str | None = None
+    texture_size: int = 256
+    occlusion: bool = True
+    fill: str = "mirror+back+harmonic"
+    refine_steps: int = 64
+    tau: float = 0.1
+    fit_iters: int = 300
+    mask: str | None = None
+    keypoints: str | None = None
+    fits: list[str] | None = None
+    seed: int = 0
+    overwrite: bool = False
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise UserError(f"unknown --method {self.method!r}; choose one of {', '.join(METHODS)}")
+        if self.texture_size not in (256, 512, 1024):
+            raise UserError(f"--texture-size must be 256, 512 or 1024, not {self.texture_size}")
+        if self.tau <= 0:
+            raise UserError("--tau must be positive")
+        if self.refine_steps < 0 or self.fit_iters < 1:
+            raise UserError("--refine-steps must be ≥ 0 and --fit-iters ≥ 1")
+        from avatarcli.texture import FILL_METHODS
+
+        if self.fill not in FILL_METHODS:
+            raise UserError(f"unknown --fill {self.fill!r}; choose one of {', '.join(FILL_METHODS)}")
+
+
+@dataclass
+class CreateResult:
+    avatar: Path
+    preview: Path
+    inputs: list[str]
+    psnr: list[float]
+    ssim: list[float]
+    fit_quality: list[dict]
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["avatar"], d["preview"] = str(self.avatar), str(self.preview)
+        return d
+
+
+def _photo_tensors(perception, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    image = torch.from_numpy(np.array(perception.image, copy=True)).to(device)
+    image = image.permute(2, 0, 1)[None].float() / 255.0
+    mask = torch.from_numpy(np.asarray(perception.mask, np.float32) > 0.5).to(device)[None]
+    return image, mask
+
+
+def _to_uint8_hw3(texture: torch.Tensor) -> torch.Tensor:
+    return (texture.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().contiguous()
+
+
+def default_output(inputs: Sequence[str | os.PathLike], output: str | os.PathLike | None) -> Path:
+    """``-o out/`` → ``out/<first input stem>.pt``; ``-o x.pt`` → itself; none → next to the input."""
+    first = Path(inputs[0])
+    if output is None:
+        return first.with_suffix(".pt")
+    out = Path(output)
+    if out.suffix.lower() == ".pt":
+        return out
+    return out / f"{first.stem}.pt"
+
+
+def create_avatar(
+    images: Sequence[str | os.PathLike],
+    output: str | os.PathLike | None = None,
+    opts: CreateOptions | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    progress: ProgressFn | None = None,
+) -> CreateResult:
+    """Make one avatar of one person from one or more photos (see module docstring)."""
+    opts = opts or CreateOptions()
+    opts.check()
+    if not images:
+        raise UserError("no input photos given")
+    if opts.method != "rgb":
+        from avatarcli.weights_registry import require_weights
+
+        needed = {
+            "dinar": ("dinar_encoder", "dinar_generator", "dinar_vq", "dinar_unet", "dinar_renderer"),
+            "stylepeople": ("stylepeople_generator", "stylepeople_renderer"),
+        }[opts.method]
+        require_weights(needed)  # stops before any work, naming the file and how to get it
+        raise UserError(
+            f"--method {opts.method}: the weights are installed, but this build wires only the RGB "
+            "path into avatar create; use the Python API in avatarcli.pipelines.dinar for now"
+        )
+    device = torch.device(device)
+    target = default_output(images, output)
+    if target.exists() and not opts.overwrite:
+        raise UserError(f"{target} already exists; pass --overwrite to replace it (or --skip-existing)")
+    say = progress or (lambda *_: None)
+    torch.manual_seed(opts.seed)
+    timings: dict[str, float] = {}
+    t_start = time.perf_counter()
+
+    from avatarcli.body import load_body
+    from avatarcli.fitting.optimize import FitSettings, fit_perceptions
+    from avatarcli.perception import perceive
+
+    if len(images) > 1 and (opts.mask or opts.keypoints):
+        raise UserError("--mask/--keypoints apply to a single photo; give one photo, or leave them out")
+    perceptions = []
+    for i, path in enumerate(images):
+        say("perception", i, len(images))
+        perceptions.append(perceive(path, mask=opts.mask, keypoints=opts.keypoints))
+    say("perception", len(images), len(images))
+    timings["perception"] = time.perf_counter() - t_start
+
+    t0 = time.perf_counter()
+    body = load_body(opts.body, model_dir=opts.smplx_dir).to(device)
+    if opts.fits:
+        fits = _load_fits(opts.fits, body, images)
+    else:
+        settings = FitSettings(iters=opts.fit_iters, seed=opts.seed)
+        fits = fit_perceptions(
+            perceptions, body, settings=settings, progress=lambda d, t, *_: say("fitting", d, t)
+        )
+    timings["fitting"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    from avatarcli.texture import (
+        body_texel_maps,
+        fill_unseen_texels,
+        merge_sampled,
+        pad_texture_islands,
+        refine_texture,
+        sample_view,
+        textured_render_fn,
+    )
+
+    shape = torch.as_tensor(np.asarray(fits[0].shape, np.float32), device=device)[None]
+    maps = body_texel_maps(body, opts.texture_size, shape)
+    posed, cameras, photos, masks, sampled = [], [], [], [], []
+    unoccluded = None
+    for i, (fit, perception) in enumerate(zip(fits, perceptions, strict=True)):
+        say("texture", i, len(fits))
+        s, p, t = fit.body_params(device)
+        verts = body(shape=s, pose=p, transl=t).vertices.detach()
+        cam = fit.camera().to(device)
+        photo, mask = _photo_tensors(perception, device)
+        view, _ = sample_view(body, verts, cam, photo, mask, maps, detect_occlusion=opts.occlusion)
+        if i == 0 and opts.occlusion:  # the preview shows what the occlusion detector removed
+            unoccluded, _ = sample_view(body, verts, cam, photo, mask, maps, detect_occlusion=False)
+        posed.append(verts)
+        cameras.append(cam)
+        photos.append(photo)
+        masks.append(mask)
+        sampled.append(view)
+    merged = merge_sampled(sampled, tau=opts.tau)
+    timings["sampling"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    say("fill", 0, 1)
+    filled = fill_unseen_texels(merged.rgb, merged.known[0], maps.graph, opts.fill)
+    timings["fill"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    texture = filled
+    if opts.refine_steps:
+        per_view = max(1, opts.refine_steps // len(fits))
+        for i in range(len(fits)):
+            say("refine", i, len(fits))
+            render, coverage = textured_render_fn(body, posed[i], cameras[i])
+            texture = refine_texture(
+                texture,
+                merged.known[0],
+                render,
+                photos[i],
+                masks[i][:, None],
+                sampled[i].view_cos[0, 0],
+                steps=per_view,
+                render_mask=coverage,
+            ).texture
+    texture = pad_texture_islands(texture.reshape(3, *texture.shape[-2:]).detach(), maps.mask, 4)
+    timings["refine"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    scores = [
+        _input_view_scores(body, posed[i], cameras[i], texture, photos[i], masks[i]) for i in range(len(fits))
+    ]
+    from avatarcli.avatar_file import Avatar, save_avatar
+    from avatarcli.io_utils import sha256_file
+
+    views = [
+        {
+            "image_name": Path(fit.image_path or images[i]).name,
+            "pose": torch.as_tensor(np.asarray(fit.pose, np.float32)),
+            "transl": torch.as_tensor(np.asarray(fit.transl, np.float32)),
+            "K": torch.as_tensor(np.asarray(fit.K, np.float32)),
+            "R": torch.as_tensor(np.asarray(fit.R, np.float32)),
+            "t": torch.as_tensor(np.asarray(fit.t, np.float32)),
+            "width": int(fit.width),
+            "height": int(fit.height),
+        }
+        for i, fit in enumerate(fits)
+    ]
+    known = merged.known[0].to(torch.uint8).cpu() * 255
+    avatar = Avatar(
+        body_backend=body.name,
+        body_model_id=body.model_id,
+        shape=shape[0].cpu(),
+        uv_layout=body.name,
+        textures={"rgb": _to_uint8_hw3(texture), "known": known},
+        views=views,
+        provenance={
+            "method": opts.method,
+            "seed": opts.seed,
+            "tool_version": __version__,
+            "inputs": [{"name": Path(p).name, "sha256": sha256_file(p)} for p in images],
+            "params": {k: v for k, v in asdict(opts).items() if k not in ("overwrite",)},
+            "fit_quality": [fit.quality for fit in fits],
+        },
+    )
+    save_avatar(avatar, target, overwrite=opts.overwrite)
+    preview = target.with_name(target.stem + "_preview.png")
+    _write_preview(
+        preview, body, shape, perceptions[0], posed[0], cameras[0], texture, unoccluded, sampled[0], maps
+    )
+    timings["save"] = time.perf_counter() - t0
+    warnings = [w for p in perceptions for w in p.warnings] + [w for f in fits for w in f.warnings]
+    return CreateResult(
+        avatar=target,
+        preview=preview,
+        inputs=[str(p) for p in images],
+        psnr=[round(s[0], 2) for s in scores],
+        ssim=[round(s[1], 4) for s in scores],
+        fit_quality=[fit.quality for fit in fits],
+        warnings=warnings,
+        seconds=round(time.perf_counter() - t_start, 2),
+        timings={k: round(v, 2) for k, v in timings.items()},
+    )
+
+
+def _load_fits(paths: Sequence[str], body, images: Sequence[str | os.PathLike]):
+    from avatarcli.fitting.result import load_fit
+
+    fits = [load_fit(p) for p in paths]
+    if len(fits) != len(images):
+        raise UserError(f"--fit gave {len(fits)} fit files for {len(images)} photos; give one per photo")
+    for path, fit in zip(paths, fits, strict=True):
+        if fit.body != body.name or fit.model_id != body.model_id:
+            raise UserError(
+                f"fit file {path} is for body {fit.body} ({fit.model_id}), not {body.model_id}; refit"
+            )
+    return fits
+
+
+def _input_view_scores(body, vertices, camera, texture, photo, mask) -> tuple[float, float]:
+    """PSNR/SSIM of the re-rendered input view vs the photo inside (person mask ∩ body render)."""
+    from avatarcli.render import render_textured
+    from avatarcli.texture import psnr, ssim
+
+    with torch.no_grad():
+        image, coverage = render_textured(
+            vertices, body.faces, body.uv, body.uv_faces, texture[None], camera, background=0.0
+        )
+        region = coverage[:, 0].bool() & mask.bool()
+        if not bool(region.any()):
+            return float("nan"), float("nan")
+        # outside the scored region both images show the photo, so SSIM windows that straddle
+        # the region's edge judge only the avatar's pixels, not our render's blank background
+        image = torch.where(region[:, None], image, photo)
+        return float(psnr(image, photo, region)), float(ssim(image, photo, region))
+
+
+def _write_preview(
+    path, body, shape, perception, vertices, camera, texture, unoccluded, sampled, maps
+) -> None:
+    from avatarcli.render import render_textured
+    from avatarcli.render.preview import orbit_views, overlay, save_contact_sheet
+
+    with torch.no_grad():
+        grey = torch.full((1, 3, 2, 2), 0.75, device=vertices.device)
+        mesh, cover = render_textured(vertices, body.faces, body.uv, body.uv_faces, grey, camera, shade=True)
+        rerender, _ = render_textured(vertices, body.faces, body.uv, body.uv_faces, texture[None], camera)
+        rest = body(shape=shape).vertices[0]
+        turns = orbit_views(rest, body.faces, body.uv, body.uv_faces, texture[None], size=256)
+    tiles = [
+        ("input", perception.image),
+        ("fit overlay", overlay(perception.image, mesh[0], cover[0, 0])),
+        ("input view re-rendered", rerender[0]),
+        ("texture", texture),
+    ]
+    if unoccluded is not None:
+        tiles.append(("sampled, no occlusion mask", unoccluded.rgb[0]))
+        tiles.append(("sampled, occlusion mask", sampled.rgb[0]))
+    tiles.extend((f"{name} (rest)", img) for name, img in turns)
+    save_contact_sheet(path, tiles, tile_size=256, columns=4)
+
+
+@dataclass
+class BatchItem:
+    input: str
+    status: str  # "created" | "skipped" | "failed"
+    detail: str = ""
+    result: dict | None = None
+
+
+def create_batch(
+    photos: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    opts: CreateOptions | None = None,
+    *,
+    skip_existing: bool = False,
+    device: torch.device | str = "cpu",
+    on_file: Callable[[int, int, str], None] | None = None,
+    progress: ProgressFn | None = None,
+) -> list[BatchItem]:
+    """One avatar per photo into ``out_dir``; bad files are reported and skipped."""
+    opts = opts or CreateOptions()
+    opts.check()
+    out = Path(out_dir)
+    items: list[BatchItem] = []
+    try:
+        for k, photo in enumerate(photos):
+            if on_file:
+                on_file(k, len(photos), str(photo))
+            target = out / f"{Path(photo).stem}.pt"
+            if skip_existing and target.exists():
+                items.append(BatchItem(str(photo), "skipped", "exists"))
+                continue
+            try:
+                result = create_avatar([photo], target, opts, device=device, progress=progress)
+                items.append(BatchItem(str(photo), "created", str(result.avatar), result.as_dict()))
+            except UserError as exc:
+                items.append(BatchItem(str(photo), "failed", str(exc)))
+        if on_file:
+            on_file(len(photos), len(photos), "")
+    finally:  # also on Ctrl-C: finished avatars are intact and listed
+        if items:
+            _write_summary(out / "summary.json", items)
+    return items
+
+
+def _write_summary(path: Path, items: list[BatchItem]) -> None:
+    from avatarcli.io_utils import atomic_write
+
+    with atomic_write(path) as tmp:
+        tmp.write_text(json.dumps([asdict(i) for i in items], indent=2, default=str))
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files as given, folders expanded to the images inside (sorted)."""
+    exts = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in exts))
+        else:
+            out.append(p)
+    if not out:
+        raise UserError("no input photos found")
+    return out
