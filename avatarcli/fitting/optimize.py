@@ -73,6 +73,8 @@ class FitSettings:
 
     iters: int = 300
     focal_ratio: float = DEFAULT_FOCAL_RATIO
+    #: a fixed focal length in pixels for every photo (5000 = DINAR's default); overrides the ratio
+    focal_px: float | None = None
     yaw_candidates: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
     use_silhouette: bool = True
     use_hands: bool = True
@@ -187,7 +189,9 @@ def fit_views(
     Ks = [
         torch.as_tensor(v.K, dtype=torch.float32)
         if v.K is not None
-        else intrinsics_matrix(default_focal(v.width, v.height, s.focal_ratio), v.width, v.height)
+        else intrinsics_matrix(
+            s.focal_px if s.focal_px else default_focal(v.width, v.height, s.focal_ratio), v.width, v.height
+        )
         for v in views
     ]
 
