@@ -12,7 +12,9 @@ batch element is a different turntable view, framed to fit. "ours" is a full
 also drops back faces (what the render helpers do for closed bodies). Embree casts one ray per
 pixel centre, per frame; "embree" includes building its BVH (a posed body changes every
 frame), "embree cast" is the ray casting alone. Embree time per frame does not depend on the
-batch, so it is measured once per size at batch 1. Peak memory is reported for the largest case.
+batch, so it is measured once per size at batch 1. Peak memory of the largest case (anny,
+largest size and batch) is measured in a fresh process. ``--threads`` defaults to 1: on a small
+shared machine torch's extra threads spin against other work (embree uses its own threads).
 """
 
 from __future__ import annotations
@@ -114,6 +116,51 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def memory_probe(size: int, batch: int, device: str) -> dict:
+    """Peak memory of one anny rasterisation at size² × batch, in a fresh process.
+
+    Reported as the growth of the process's peak RSS over its state after a tiny warm-up render
+    (CPU), or ``torch.cuda.max_memory_allocated`` (CUDA), next to the size of the outputs.
+    """
+    import subprocess
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = (
+        f"import sys, json; sys.path.insert(0, {here!r}); import bench_render as b; "
+        f"print(json.dumps(b._measure_memory({size}, {batch}, {device!r})))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _measure_memory(size: int, batch: int, device_name: str) -> dict:
+    from avatarcli.render import framing_camera, rasterize
+
+    torch.set_num_threads(1)
+    device = torch.device(
+        "cuda" if device_name == "auto" and torch.cuda.is_available() else device_name.replace("auto", "cpu")
+    )
+    name, (verts, faces, _) = next(iter(body_meshes(device).items()))
+    rasterize(verts, faces, framing_camera(verts, 0.0, 32).to(device))
+    before = peak_rss_mb()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    camera = framing_camera(verts, [360.0 * k / batch for k in range(batch)], size).to(device)
+    frags = rasterize(verts[None].expand(batch, -1, -1), faces, camera)
+    outputs = sum(
+        t.numel() * t.element_size() for t in (frags.face_index, frags.bary, frags.depth, frags.mask)
+    )
+    result = {
+        "case": f"{name} {size}x{size} batch {batch} ({device.type})",
+        "outputs_mb": outputs / 2**20,
+        "peak_rss_growth_mb": peak_rss_mb() - before,
+    }
+    if device.type == "cuda":
+        result["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return result
+
+
 def run(args: argparse.Namespace) -> dict:
     from avatarcli.render import framing_camera
 
@@ -135,9 +182,6 @@ def run(args: argparse.Namespace) -> dict:
             for batch in args.batches:
                 yaws = [360.0 * k / batch for k in range(batch)]
                 camera = framing_camera(verts, yaws, size).to(device)
-                if device.type == "cuda":
-                    torch.cuda.reset_peak_memory_stats()
-                rss_before = peak_rss_mb()
                 ours = time_ours(verts, faces, camera, args.repeat, cull=False)
                 ours_cull = time_ours(verts, faces, camera, args.repeat, cull=True)
                 row = {
@@ -157,14 +201,8 @@ def run(args: argparse.Namespace) -> dict:
                     row["ratio_vs_embree"] = row["ours_ms_per_frame"] / row["embree_ms_per_frame"]
                     row["ratio_vs_embree_cast"] = row["ours_ms_per_frame"] / row["embree_cast_ms_per_frame"]
                 rows.append(row)
-                if size == max(args.sizes) and batch == max(args.batches):
-                    memory = {
-                        "case": f"{name} {size}x{size} batch {batch}",
-                        "process_peak_rss_mb": peak_rss_mb(),
-                        "peak_rss_growth_mb": peak_rss_mb() - rss_before,
-                    }
-                    if device.type == "cuda":
-                        memory["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    if not args.no_memory:
+        memory = memory_probe(max(args.sizes), max(args.batches), args.device)
     return {
         "benchmark": "render",
         "torch": torch.__version__,
@@ -200,7 +238,10 @@ def print_table(result: dict) -> None:
     if result["memory"]:
         m = result["memory"]
         extra = f", CUDA peak {m['cuda_peak_allocated_mb']:.0f} MB" if "cuda_peak_allocated_mb" in m else ""
-        print(f"memory ({m['case']}): process peak RSS {m['process_peak_rss_mb']:.0f} MB{extra}")
+        print(
+            f"memory ({m['case']}): outputs {m['outputs_mb']:.0f} MB, "
+            f"peak RSS growth {m['peak_rss_growth_mb']:.0f} MB{extra}"
+        )
     print("ratio = ours / embree (BVH build + cast), per frame; < 1 means ours is faster")
 
 
@@ -214,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's default)"
     )
     parser.add_argument("--no-embree", action="store_true")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory probe")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     args = parser.parse_args(argv)
     result = run(args)

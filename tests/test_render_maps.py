@@ -218,11 +218,44 @@ def test_soft_silhouette_matches_hard_mask_and_has_gradients():
 def test_soft_silhouette_chunking_is_exact():
     verts, faces = sphere(2)
     cam = Camera.look_at((0, 0, 2.5), (0, 0, 0), focal_px=60, size=24)
-    a = soft_silhouette(verts, faces, cam)
-    b = soft_silhouette(verts, faces, cam, max_pairs=97)
-    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    for method in ("distance", "softras"):
+        a = soft_silhouette(verts, faces, cam, method=method)
+        b = soft_silhouette(verts, faces, cam, method=method, max_pairs=97)
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="sigma"):
         soft_silhouette(verts, faces, cam, sigma=0)
+    with pytest.raises(ValueError, match="method"):
+        soft_silhouette(verts, faces, cam, method="blur")
+
+
+def test_softras_silhouette_interior_is_covered_and_has_gradients():
+    verts, faces = sphere(2)
+    cam = Camera.look_at((0, 0, 2.5), (0, 0, 0), focal_px=60, size=40)
+    hard = rasterize(verts, faces, cam).mask[0]
+    shift = torch.zeros(3, requires_grad=True)
+    soft = soft_silhouette(verts + shift, faces, cam, sigma=0.5, method="softras")[0]
+    inner = -torch.nn.functional.max_pool2d(-hard[None, None].float(), 5, 1, 2)[0, 0] > 0.5
+    assert bool((soft[inner] > 0.99).all())  # contour-only inside distances: no internal-edge dips
+    assert float(((soft > 0.5) == hard).float().mean()) > 0.95
+    soft[:, 25:].sum().backward()  # more coverage on the right wants the mesh to move right
+    assert float(shift.grad[0]) > 0
+
+
+def test_distance_silhouette_on_the_body_is_exact_at_half(anny_body):
+    verts = anny_body().vertices.float()
+    from avatarcli.render import framing_camera
+
+    cam = framing_camera(verts[0], 30.0, 96)
+    hard = rasterize(verts, anny_body.faces, cam).mask
+    soft = soft_silhouette(verts, anny_body.faces, cam)
+    assert float(((soft > 0.5) == hard).float().mean()) > 0.999
+    # soft values only within 5 sigma (= 5 px, + 1 px for pixel-centre rounding) of the outline
+    h = hard[None].float()
+    dilated = torch.nn.functional.max_pool2d(h, 13, 1, 6)[0]
+    eroded = -torch.nn.functional.max_pool2d(-h, 13, 1, 6)[0]
+    band = dilated > eroded
+    in_between = (soft > 1e-3) & (soft < 1 - 1e-3)
+    assert bool(band[in_between].all()) and float(in_between.float().sum()) > 50
 
 
 # ---------------------------------------------------------------------------- textured output

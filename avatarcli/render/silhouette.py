@@ -1,17 +1,28 @@
-"""A soft silhouette, differentiable with respect to the vertices, for fitting losses.
+"""Soft silhouettes, differentiable with respect to the vertices, for fitting losses.
 
-Each face covers a pixel with probability ``sigmoid(d / sigma)``, where ``d`` is the pixel
-centre's signed distance in pixels to the projected triangle: outside, minus the distance to the
-triangle; inside, the distance to the triangle's *contour* edges only — edges whose neighbour
-faces the other way (or is missing). Edges between two faces facing the same way lie inside the
-silhouette, so ignoring them keeps the interior at 1 instead of SoftRas's dips along every
-internal edge. The silhouette is the probability that *any* face covers the pixel,
+``method="distance"`` (default) is ``sigmoid(SDF / sigma)`` of the pixel centre's signed
+distance (pixels) to the silhouette outline. The sign comes from an ordinary hard
+rasterisation; the distance is the exact distance to the outline's edges, which makes it
+differentiable in the vertices and continuous when the outline sweeps over a pixel centre
+(there the distance is 0 on both sides, value 0.5). Outline edges are the *contour* edges
+(between a front- and a back-facing face) that actually border background: a point one pixel
+outside the edge is background in the hard mask. Only pixels within ``5 sigma`` of such an edge
+are soft; all others are exactly 0 or 1, so the cost is a hard rasterisation plus
+``O(outline length × sigma²)``.
+
+``method="softras"``: each face covers a pixel with probability ``sigmoid(d / sigma)``, where
+``d`` is the pixel centre's signed distance in pixels to the projected triangle: outside, minus
+the distance to the triangle; inside, the distance to the triangle's *contour* edges only —
+edges whose neighbour faces the other way (or is missing). Edges between two faces facing the
+same way lie inside the silhouette, so ignoring them keeps the interior at 1 instead of SoftRas's
+dips along every internal edge. The silhouette is the probability that *any* face covers the pixel,
 ``1 - prod(1 - p)`` (SoftRas's aggregation), summed in log space with ``logsigmoid``.
+Several faces near a pixel all add up, so this version is dilated by about ``sigma`` and costs
+``(bbox + 8 sigma)^2`` pairs per face: fit at 128²–256² with ``sigma`` ≈ 1 px.
 
-Faces only influence pixels within ``radius = 4 sigma`` of their screen bounding box (beyond,
-``p < 0.02``), which keeps the candidate pairs close to the covered area. Back faces are culled by
-default: for a closed body they never change the silhouette and would double the work.
-Cost grows with ``(bbox + 8 sigma)^2`` per face, so fit at 128²–256² with ``sigma`` ≈ 1 px.
+There, faces only influence pixels within ``radius = 4 sigma`` of their screen bounding box
+(beyond, ``p < 0.02``). Back faces are culled by default: for a closed body they never change
+the silhouette and would double the work.
 """
 
 from __future__ import annotations
@@ -19,7 +30,7 @@ from __future__ import annotations
 import torch
 
 from avatarcli.render.camera import Camera
-from avatarcli.render.rasterizer import check_mesh
+from avatarcli.render.rasterizer import check_mesh, rasterize_screen
 
 DEFAULT_MAX_PAIRS = 1 << 21
 
@@ -30,13 +41,22 @@ def soft_silhouette(
     camera: Camera,
     *,
     sigma: float = 1.0,
+    method: str = "distance",
     cull_backfaces: bool = True,
     near: float = 1e-3,
     max_pairs: int = DEFAULT_MAX_PAIRS,
 ) -> torch.Tensor:
-    """Soft coverage (B, H, W) in [0, 1] of meshes (B, V, 3) seen by ``camera``."""
+    """Soft coverage (B, H, W) in [0, 1] of meshes (B, V, 3) seen by ``camera``.
+
+    ``method`` is ``"distance"`` (sigmoid of the signed distance to the outline) or
+    ``"softras"`` (probabilistic union over faces); see the module docstring.
+    """
     if sigma <= 0:
         raise ValueError(f"soft_silhouette: sigma must be positive, got {sigma}")
+    if method == "distance":
+        return _distance_silhouette(vertices, faces, camera, sigma, near, max_pairs)
+    if method != "softras":
+        raise ValueError(f"soft_silhouette: unknown method {method!r}; use 'distance' or 'softras'")
     vertices, faces = check_mesh(vertices, faces)
     batch = vertices.shape[0]
     camera = camera.expand(batch).to(vertices.device)
@@ -97,6 +117,83 @@ def soft_silhouette(
         log_free = log_free.index_add(0, pixel, torch.nn.functional.logsigmoid(-signed / sigma))
         start_face = stop
     return (1.0 - torch.exp(log_free)).view(batch, height, width)
+
+
+def _distance_silhouette(
+    vertices: torch.Tensor, faces: torch.Tensor, camera: Camera, sigma: float, near: float, max_pairs: int
+) -> torch.Tensor:
+    vertices, faces = check_mesh(vertices, faces)
+    batch, num_vertices = vertices.shape[:2]
+    camera = camera.expand(batch).to(vertices.device)
+    height, width = camera.height, camera.width
+    xy, z = camera.project(vertices)
+    hard = rasterize_screen(
+        xy.detach(), z.detach(), faces, height, width, cull_backfaces=True, near=near
+    ).mask
+    far = torch.full((batch * height * width,), 1e4, dtype=xy.dtype, device=xy.device)
+    sign = hard.reshape(-1).to(xy.dtype) * 2.0 - 1.0
+    if faces.shape[0] == 0 or num_vertices == 0:
+        return torch.sigmoid(sign * far / sigma).view(batch, height, width)
+
+    radius = 5.0 * sigma
+    with torch.no_grad():
+        flat = xy.detach().reshape(-1, 2)
+        tri = xy.detach()[:, faces]  # (B, F, 3, 2)
+        e1, e2 = tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0]
+        area = e1[..., 0] * e2[..., 1] - e2[..., 0] * e1[..., 1]
+        valid = (z.detach()[:, faces] > near).all(-1) & (area.abs() > 1e-12) & torch.isfinite(area)
+        contour = _contour_edges(faces, valid, area < 0, num_vertices) & (valid & (area < 0))[..., None]
+        b, f, k = contour.nonzero(as_tuple=True)
+        offset = b * num_vertices
+        ia = faces[f, k] + offset
+        ib = faces[f, (k + 1) % 3] + offset
+        ic = faces[f, (k + 2) % 3] + offset
+        pa, pb, pc = flat[ia], flat[ib], flat[ic]
+        # keep edges with background one pixel outside them (the third vertex is inside)
+        edge = pb - pa
+        normal = torch.nn.functional.normalize(torch.stack([edge[:, 1], -edge[:, 0]], -1), dim=-1)
+        normal = torch.where(((pc - pa) * normal).sum(-1, keepdim=True) > 0, -normal, normal)
+        border = torch.zeros_like(b, dtype=torch.bool)
+        for t in (0.2, 0.5, 0.8):
+            probe = pa + t * edge + normal
+            col, row = torch.floor(probe[:, 0]).long(), torch.floor(probe[:, 1]).long()
+            off_image = (col < 0) | (col >= width) | (row < 0) | (row >= height)
+            pix = b * (height * width) + row.clamp(0, height - 1) * width + col.clamp(0, width - 1)
+            border |= off_image | ~hard.reshape(-1)[pix]
+        ia, ib, b = ia[border], ib[border], b[border]
+        lo = torch.minimum(flat[ia], flat[ib]) - radius
+        hi = torch.maximum(flat[ia], flat[ib]) + radius
+        x_lo = torch.ceil(lo[:, 0] - 0.5).clamp_min(0).long()
+        y_lo = torch.ceil(lo[:, 1] - 0.5).clamp_min(0).long()
+        nx = (torch.floor(hi[:, 0] - 0.5).clamp_max(width - 1).long() - x_lo + 1).clamp_min(0)
+        ny = (torch.floor(hi[:, 1] - 0.5).clamp_max(height - 1).long() - y_lo + 1).clamp_min(0)
+        counts = nx * ny
+        ends = torch.cumsum(counts, 0)
+
+    dist = far
+    start = 0
+    while start < counts.numel():
+        base = int(ends[start - 1]) if start else 0
+        stop = int(torch.searchsorted(ends, torch.tensor(base + max_pairs, device=ends.device), right=True))
+        stop = max(stop, start + 1)
+        with torch.no_grad():
+            which = torch.repeat_interleave(counts[start:stop]) + start
+            local = torch.arange(which.numel(), device=which.device) + base - (ends - counts)[which]
+            dy = torch.div(local, nx[which], rounding_mode="floor")
+            dx = local - dy * nx[which]
+            px, py = x_lo[which] + dx, y_lo[which] + dy
+            pixel = b[which] * (height * width) + py * width + px
+        centre = torch.stack([px, py], dim=-1).to(xy.dtype) + 0.5
+        a = xy.reshape(-1, 2).index_select(0, ia[which])
+        seg = xy.reshape(-1, 2).index_select(0, ib[which]) - a
+        rel = centre - a
+        t = ((rel * seg).sum(-1) / (seg * seg).sum(-1).clamp_min(1e-12)).clamp(0.0, 1.0)
+        d = torch.sqrt(((rel - t[:, None] * seg) ** 2).sum(-1) + 1e-12)
+        dist = dist.scatter_reduce(0, pixel, d, reduce="amin", include_self=True)
+        start = stop
+    # pixels farther than the radius from every outline edge stay hard
+    dist = torch.where(dist > radius, far, dist)
+    return torch.sigmoid(sign * dist / sigma).view(batch, height, width)
 
 
 def _contour_edges(
