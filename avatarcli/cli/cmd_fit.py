@@ -30,10 +30,12 @@ def register(app: typer.Typer) -> None:
         seed_everything(state.seed)
         inputs = expand_inputs(photos)
         with progress() as bar:
-            task = bar.add_task("fitting", total=None, status="")
+            tasks: dict[str, int] = {}
 
-            def report(done: int, total: int, *_) -> None:
-                bar.update(task, completed=done, total=total)
+            def report(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(f"fit: {stage}", total=total, status="")
+                bar.update(tasks[stage], completed=done, total=total)
 
             result = fit_photos(
                 inputs, output, body_name=body, smplx_dir=str(smplx_dir) if smplx_dir else None, iters=iters,

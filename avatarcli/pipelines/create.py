@@ -161,7 +161,7 @@ def create_avatar(
     else:
         settings = FitSettings(iters=opts.fit_iters, seed=opts.seed)
         fits = fit_perceptions(
-            perceptions, body, settings=settings, progress=lambda d, t, *_: say("fitting", d, t)
+            perceptions, body, settings=settings, progress=lambda stage, d, t: say(f"fit: {stage}", d, t)
         )
     timings["fitting"] = time.perf_counter() - t0
 

@@ -1,0 +1,154 @@
+"""avatar create / merge / fit end to end on small synthetic photos (known ground truth)."""
+
+from __future__ import annotations
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from avatarcli.avatar_file import load_avatar
+from avatarcli.cli.main import main
+from avatarcli.errors import UserError
+from avatarcli.pipelines.create import CreateOptions, create_avatar, default_output
+from avatarcli.pipelines.synthetic import synthetic_person
+
+FAST = ["--fit-iters", "40", "--refine-steps", "4"]
+
+
+@pytest.fixture(scope="module")
+def photos(anny_body, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("photos")
+    paths = {}
+    for name, yaw in (("front", 0.0), ("left", 60.0), ("back", 180.0)):
+        person = synthetic_person(anny_body, size=(192, 288), texture_size=128, yaw_deg=yaw)
+        Image.fromarray(person.image).save(folder / f"{name}.png")
+        Image.fromarray(person.mask).save(folder / f"{name}_mask.png")
+        paths[name] = folder / f"{name}.png"
+    return paths
+
+
+def test_create_one_photo_cli_json(photos, tmp_path, capsys):
+    out = tmp_path / "a.pt"
+    mask = photos["front"].with_name("front_mask.png")
+    code = main(
+        ["--seed", "3", "create", str(photos["front"]), "-o", str(out), "--mask", str(mask), "--json", *FAST]
+    )
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["psnr"][0] > 18 and 0 < summary["ssim"][0] <= 1
+    assert summary["fit_quality"][0]["silhouette_iou"] > 0.7
+    avatar = load_avatar(out)
+    assert avatar.body_backend == "anny" and avatar.textures["rgb"].shape == (256, 256, 3)
+    assert avatar.provenance["seed"] == 3 and avatar.views[0]["width"] == 192
+    assert (tmp_path / "a_preview.png").exists()
+    # the input view can be reproduced: avatar render --view input --pose input
+    still = tmp_path / "still.png"
+    assert main(["render", str(out), "-o", str(still), "--view", "input", "--pose", "input"]) == 0
+    assert Image.open(still).size == (192, 288)
+
+
+def test_batch_skips_bad_files_and_resumes(photos, tmp_path, capsys):
+    bad = tmp_path / "in" / "broken.jpg"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (tmp_path / "in" / "front.png").write_bytes(photos["front"].read_bytes())
+    out = tmp_path / "out"
+    code = main(["create", str(tmp_path / "in"), "-o", str(out), "--json", *FAST])
+    assert code == 0
+    items = json.loads(capsys.readouterr().out)
+    status = {i["input"].split("/")[-1]: i["status"] for i in items}
+    assert status == {"broken.jpg": "failed", "front.png": "created"}
+    assert (out / "front.pt").exists() and (out / "summary.json").exists()
+    assert not list(out.glob(".*part*"))
+    assert main(["create", str(tmp_path / "in"), "-o", str(out), "--skip-existing", "--json", *FAST]) == 0
+    items = json.loads(capsys.readouterr().out)
+    assert {i["status"] for i in items} == {"failed", "skipped"}
+    # refusing to overwrite without --overwrite
+    assert main(["create", str(tmp_path / "in" / "front.png"), "-o", str(out / "front.pt"), *FAST]) == 2
+
+
+def test_merge_two_views_shares_shape(photos, tmp_path):
+    out = tmp_path / "m.pt"
+    opts = CreateOptions(fit_iters=40, refine_steps=4)
+    result = create_avatar([photos["front"], photos["left"]], out, opts)
+    avatar = load_avatar(out)
+    assert len(avatar.views) == 2 and len(result.psnr) == 2
+    # the second view saw texels the first did not
+    assert avatar.textures["known"].float().mean() > 0.2
+
+
+def test_occlusion_switch_and_options(photos, tmp_path):
+    with pytest.raises(UserError, match="--texture-size"):
+        CreateOptions(texture_size=300).check()
+    with pytest.raises(UserError, match="--fill"):
+        CreateOptions(fill="magic").check()
+    with pytest.raises(UserError, match="unknown --method"):
+        CreateOptions(method="nerf").check()
+    assert default_output(["x/p.jpg"], "out") == __import__("pathlib").Path("out/p.pt")
+    a = create_avatar([photos["front"]], tmp_path / "o.pt", CreateOptions(fit_iters=30, refine_steps=0))
+    b = create_avatar(
+        [photos["front"]], tmp_path / "n.pt", CreateOptions(fit_iters=30, refine_steps=0, occlusion=False)
+    )
+    ka = load_avatar(a.avatar).textures["known"].float().mean()
+    kb = load_avatar(b.avatar).textures["known"].float().mean()
+    assert kb >= ka  # the occlusion detector only ever removes texels
+
+
+def test_dinar_method_needs_weights_before_work(photos, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("AVATAR_WEIGHTS", str(tmp_path / "w"))
+    code = main(["create", str(photos["front"]), "-o", str(tmp_path / "d.pt"), "--method", "dinar"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "dinar" in err and "avatar weights import dinar" in err
+    assert not (tmp_path / "d.pt").exists()
+
+
+def test_fit_command_writes_fit_and_preview(photos, tmp_path, capsys):
+    code = main(["fit", str(photos["front"]), "-o", str(tmp_path), "--iters", "30", "--json"])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    fit_file = report["fit_files"][0]
+    data = json.loads(open(fit_file).read())
+    assert data["format"] == "avatarcli-fit" and len(data["pose"]) == 55
+    assert (tmp_path / "front_fit.png").exists()
+    # the fit can be reused by create
+    out = tmp_path / "from_fit.pt"
+    assert (
+        main(["create", str(photos["front"]), "--fit", fit_file, "-o", str(out), "--refine-steps", "2"]) == 0
+    )
+    assert out.exists()
+
+
+def test_dinar_export_is_camera_space(smplx_dir):
+    from avatarcli.body import load_body
+    from avatarcli.body.kinematics import axis_angle_to_matrix
+    from avatarcli.fitting import Fit
+    from avatarcli.pipelines.fit import dinar_params
+
+    body = load_body("smplx", model_dir=smplx_dir)
+    rng = np.random.default_rng(0)
+    pose = rng.normal(scale=0.2, size=(55, 3)).astype(np.float32)
+    fit = Fit(
+        body="smplx", model_id=body.model_id, shape=np.zeros(10, np.float32), pose=pose,
+        transl=np.array([0.1, -0.2, 0.05], np.float32), K=np.diag([500.0, 500.0, 1.0]).astype(np.float32),
+        R=np.diag([1.0, -1.0, -1.0]).astype(np.float32), t=np.array([0.0, 0.3, 3.0], np.float32),
+        width=512, height=512,
+    )  # fmt: skip
+    params = dinar_params(fit, body)
+    assert params["body_pose"].shape == (1, 63) and params["left_hand_pose"].shape == (1, 6)
+    # posing in world then applying the camera equals posing with the exported camera-space params
+    s, p, t = fit.body_params()
+    world = body(shape=s, pose=p, transl=t).vertices[0]
+    cam = world @ torch.as_tensor(fit.R).T + torch.as_tensor(fit.t)
+    p2 = p.clone()
+    p2[0, 0] = torch.as_tensor(params["global_orient"][0])
+    exported = body(shape=s, pose=p2, transl=torch.as_tensor(params["camera_translation"])).vertices[0]
+    assert torch.allclose(exported, cam, atol=1e-4)
+    assert torch.allclose(
+        axis_angle_to_matrix(p2[0, 0]), torch.as_tensor(fit.R) @ axis_angle_to_matrix(p[0, 0]), atol=1e-5
+    )
+    pickle.dumps(params)  # plain data only
