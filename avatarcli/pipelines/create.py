@@ -107,6 +107,96 @@ def default_output(inputs: Sequence[str | os.PathLike], output: str | os.PathLik
     return out / f"{first.stem}.pt"
 
 
+@dataclass
+class PosedView:
+    """One photo with the body posed and the camera of its fit."""
+
+    vertices: torch.Tensor  # (1, V, 3)
+    camera: object  # avatarcli.render.Camera
+    photo: torch.Tensor  # (1, 3, H, W) [0, 1]
+    mask: torch.Tensor  # (1, H, W) bool
+
+
+@dataclass
+class BuiltTexture:
+    texture: torch.Tensor  # (3, T, T) final, islands padded
+    merged: object  # avatarcli.texture.MergedTexture
+    sampled: list  # SampledTexture per view
+    unoccluded: object | None  # view 0 sampled without the occlusion mask (for the preview)
+    maps: object  # BodyTexelMaps
+
+
+def posed_view(body, fit, perception, device: torch.device) -> PosedView:
+    s, p, t = fit.body_params(device)
+    with torch.no_grad():
+        verts = body(shape=s, pose=p, transl=t).vertices.detach()
+    photo, mask = _photo_tensors(perception, device)
+    return PosedView(verts, fit.camera().to(device), photo, mask)
+
+
+def build_texture(
+    body,
+    shape: torch.Tensor,
+    views: Sequence[PosedView],
+    opts: CreateOptions,
+    say: ProgressFn | None = None,
+    timings: dict[str, float] | None = None,
+) -> BuiltTexture:
+    """Sample every view, merge, fill unseen texels on the surface, refine through the render."""
+    from avatarcli.texture import (
+        body_texel_maps,
+        fill_unseen_texels,
+        merge_sampled,
+        pad_texture_islands,
+        refine_texture,
+        sample_view,
+        textured_render_fn,
+    )
+
+    say = say or (lambda *_: None)
+    timings = timings if timings is not None else {}
+    t0 = time.perf_counter()
+    maps = body_texel_maps(body, opts.texture_size, shape)
+    sampled, unoccluded = [], None
+    for i, v in enumerate(views):
+        say("texture", i, len(views))
+        view, _ = sample_view(
+            body, v.vertices, v.camera, v.photo, v.mask, maps, detect_occlusion=opts.occlusion
+        )
+        if i == 0 and opts.occlusion:  # the preview shows what the occlusion detector removed
+            unoccluded, _ = sample_view(
+                body, v.vertices, v.camera, v.photo, v.mask, maps, detect_occlusion=False
+            )
+        sampled.append(view)
+    merged = merge_sampled(sampled, tau=opts.tau)
+    timings["sampling"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    say("fill", 0, 1)
+    texture = fill_unseen_texels(merged.rgb, merged.known[0], maps.graph, opts.fill)
+    timings["fill"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if opts.refine_steps:
+        per_view = max(1, opts.refine_steps // len(views))
+        for i, v in enumerate(views):
+            say("refine", i, len(views))
+            render, coverage = textured_render_fn(body, v.vertices, v.camera)
+            texture = refine_texture(
+                texture,
+                merged.known[0],
+                render,
+                v.photo,
+                v.mask[:, None],
+                sampled[i].view_cos[0, 0],
+                steps=per_view,
+                render_mask=coverage,
+            ).texture
+    texture = pad_texture_islands(texture.reshape(3, *texture.shape[-2:]).detach(), maps.mask, 4)
+    timings["refine"] = time.perf_counter() - t0
+    return BuiltTexture(texture, merged, sampled, unoccluded, maps)
+
+
 def create_avatar(
     images: Sequence[str | os.PathLike],
     output: str | os.PathLike | None = None,
@@ -166,65 +256,21 @@ def create_avatar(
     timings["fitting"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    from avatarcli.texture import (
-        body_texel_maps,
-        fill_unseen_texels,
-        merge_sampled,
-        pad_texture_islands,
-        refine_texture,
-        sample_view,
-        textured_render_fn,
-    )
-
     shape = torch.as_tensor(np.asarray(fits[0].shape, np.float32), device=device)[None]
-    maps = body_texel_maps(body, opts.texture_size, shape)
-    posed, cameras, photos, masks, sampled = [], [], [], [], []
-    unoccluded = None
-    for i, (fit, perception) in enumerate(zip(fits, perceptions, strict=True)):
-        say("texture", i, len(fits))
-        s, p, t = fit.body_params(device)
-        verts = body(shape=s, pose=p, transl=t).vertices.detach()
-        cam = fit.camera().to(device)
-        photo, mask = _photo_tensors(perception, device)
-        view, _ = sample_view(body, verts, cam, photo, mask, maps, detect_occlusion=opts.occlusion)
-        if i == 0 and opts.occlusion:  # the preview shows what the occlusion detector removed
-            unoccluded, _ = sample_view(body, verts, cam, photo, mask, maps, detect_occlusion=False)
-        posed.append(verts)
-        cameras.append(cam)
-        photos.append(photo)
-        masks.append(mask)
-        sampled.append(view)
-    merged = merge_sampled(sampled, tau=opts.tau)
-    timings["sampling"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    say("fill", 0, 1)
-    filled = fill_unseen_texels(merged.rgb, merged.known[0], maps.graph, opts.fill)
-    timings["fill"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    texture = filled
-    if opts.refine_steps:
-        per_view = max(1, opts.refine_steps // len(fits))
-        for i in range(len(fits)):
-            say("refine", i, len(fits))
-            render, coverage = textured_render_fn(body, posed[i], cameras[i])
-            texture = refine_texture(
-                texture,
-                merged.known[0],
-                render,
-                photos[i],
-                masks[i][:, None],
-                sampled[i].view_cos[0, 0],
-                steps=per_view,
-                render_mask=coverage,
-            ).texture
-    texture = pad_texture_islands(texture.reshape(3, *texture.shape[-2:]).detach(), maps.mask, 4)
-    timings["refine"] = time.perf_counter() - t0
+    views = [
+        posed_view(body, fit, perception, device) for fit, perception in zip(fits, perceptions, strict=True)
+    ]
+    built = build_texture(body, shape, views, opts, say, timings)
+    texture = built.texture
+    posed = [v.vertices for v in views]
+    cameras = [v.camera for v in views]
+    photos = [v.photo for v in views]
+    masks = [v.mask for v in views]
+    merged, sampled, unoccluded, maps = built.merged, built.sampled, built.unoccluded, built.maps
 
     t0 = time.perf_counter()
     scores = [
-        _input_view_scores(body, posed[i], cameras[i], texture, photos[i], masks[i]) for i in range(len(fits))
+        input_view_scores(body, posed[i], cameras[i], texture, photos[i], masks[i]) for i in range(len(fits))
     ]
     from avatarcli.avatar_file import Avatar, save_avatar
     from avatarcli.io_utils import sha256_file
@@ -293,7 +339,7 @@ def _load_fits(paths: Sequence[str], body, images: Sequence[str | os.PathLike]):
     return fits
 
 
-def _input_view_scores(body, vertices, camera, texture, photo, mask) -> tuple[float, float]:
+def input_view_scores(body, vertices, camera, texture, photo, mask) -> tuple[float, float]:
     """PSNR/SSIM of the re-rendered input view vs the photo inside (person mask ∩ body render)."""
     from avatarcli.render import render_textured
     from avatarcli.texture import psnr, ssim

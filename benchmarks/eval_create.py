@@ -1,0 +1,250 @@
+"""Evaluate the RGB-texture avatar (avatar create / merge) on the real photos in ../shared/data.
+
+    python benchmarks/eval_create.py [--quick] [--json]
+
+Reports (issue #5 targets in brackets):
+  1. input view re-render vs photo inside (person mask ∩ body render), masked photos
+     [PSNR ≥ 25 dB, SSIM ≥ 0.90];
+  2. octopus 8 views, leave-one-out: merge 7, render the held-out view [PSNR ≥ 21 dB, all folds];
+  3. one-shot back view: texture from the front photo only, render the back photo's view,
+     per fill variant [≥ 18 dB]: octopus 0000 → 0004, iPER turn GIF frame 0 → back frame;
+  4. time for one photo (after first-run caches) and peak memory [≤ 20 s, ≤ 4 GB].
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+PHOTOS = DATA / "photos"
+OCTO = PHOTOS / "octopus_multiview"
+
+
+def masked_photos() -> list[tuple[str, Path, Path | None]]:
+    items = [("pifu_ryota", PHOTOS / "pifu_ryota.png", PHOTOS / "pifu_ryota_mask.png")]
+    items += [(f"sith_{k}", PHOTOS / f"sith_{k}.png", None) for k in ("002", "007")]  # alpha = mask
+    items += [
+        (f"octopus_{i:04d}", OCTO / "frames" / f"{i:04d}.png", OCTO / "segmentations" / f"{i:04d}.png")
+        for i in range(8)
+    ]
+    return [it for it in items if it[1].exists()]
+
+
+def _perceive(path: Path, mask: Path | None):
+    from avatarcli.perception import perceive
+
+    return perceive(path, mask=mask)
+
+
+def _fit(perceptions, body, iters: int, seed: int):
+    from avatarcli.fitting import FitSettings, fit_perceptions
+
+    return fit_perceptions(perceptions, body, settings=FitSettings(iters=iters, seed=seed))
+
+
+def eval_input_views(body, opts, iters: int) -> list[dict]:
+    from avatarcli.pipelines.create import build_texture, input_view_scores, posed_view
+
+    rows = []
+    for name, photo, mask in masked_photos():
+        t0 = time.perf_counter()
+        p = _perceive(photo, mask)
+        fit = _fit([p], body, iters, opts.seed)[0]
+        shape = torch.as_tensor(np.asarray(fit.shape, np.float32))[None]
+        view = posed_view(body, fit, p, torch.device("cpu"))
+        built = build_texture(body, shape, [view], opts)
+        psnr, ssim = input_view_scores(body, view.vertices, view.camera, built.texture, view.photo, view.mask)
+        rows.append(
+            {
+                "photo": name,
+                "psnr": round(psnr, 2),
+                "ssim": round(ssim, 4),
+                "fit_iou": fit.quality.get("silhouette_iou"),
+                "kp_err_pct": fit.quality.get("keypoint_error_pct"),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+    return rows
+
+
+def eval_octopus_loo(body, opts, iters: int) -> list[dict]:
+    from avatarcli.pipelines.create import build_texture, posed_view
+    from avatarcli.render import render_textured
+    from avatarcli.texture import psnr, ssim
+
+    paths = [(OCTO / "frames" / f"{i:04d}.png", OCTO / "segmentations" / f"{i:04d}.png") for i in range(8)]
+    if not all(p.exists() for p, _ in paths):
+        return []
+    perceptions = [_perceive(p, m) for p, m in paths]
+    fits = _fit(perceptions, body, iters, opts.seed)
+    shape = torch.as_tensor(np.asarray(fits[0].shape, np.float32))[None]
+    views = [posed_view(body, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)]
+    rows = []
+    for k in range(8):
+        built = build_texture(body, shape, [v for i, v in enumerate(views) if i != k], opts)
+        v = views[k]
+        with torch.no_grad():
+            img, cover = render_textured(
+                v.vertices, body.faces, body.uv, body.uv_faces, built.texture[None], v.camera
+            )
+        region = cover[:, 0].bool() & v.mask
+        img = torch.where(region[:, None], img, v.photo)
+        rows.append(
+            {
+                "held_out": f"{k:04d}",
+                "psnr": round(float(psnr(img, v.photo, region)), 2),
+                "ssim": round(float(ssim(img, v.photo, region)), 4),
+            }
+        )
+    return rows
+
+
+def _gif_frames(indices: list[int], folder: Path) -> list[Path]:
+    import imageio.v2 as imageio
+
+    gif = DATA / "video" / "iper_023_1_1_turnaround.gif"
+    if not gif.exists():
+        return []
+    frames = imageio.mimread(gif)
+    out = []
+    for i in indices:
+        path = folder / f"iper_{i:03d}.png"
+        imageio.imwrite(path, np.asarray(frames[i])[..., :3])
+        out.append(path)
+    return out
+
+
+def eval_back_view(body, opts, iters: int, tmp: Path) -> list[dict]:
+    from dataclasses import replace
+
+    from avatarcli.pipelines.create import build_texture, posed_view
+    from avatarcli.render import render_textured
+    from avatarcli.texture import FILL_METHODS, psnr, ssim
+
+    cases = []
+    if (OCTO / "frames" / "0004.png").exists():
+        cases.append(
+            (
+                "octopus 0000→0004",
+                [(OCTO / "frames" / f"{i:04d}.png", OCTO / "segmentations" / f"{i:04d}.png") for i in (0, 4)],
+            )
+        )
+    gif = _gif_frames([0, 28], tmp)
+    if gif:
+        cases.append(("iPER frame 0→28", [(g, None) for g in gif]))
+    rows = []
+    for name, pair in cases:
+        perceptions = [_perceive(p, m) for p, m in pair]
+        fits = _fit(perceptions, body, iters, opts.seed)  # geometry from both; texture from the front only
+        shape = torch.as_tensor(np.asarray(fits[0].shape, np.float32))[None]
+        front, back = (
+            posed_view(body, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)
+        )
+        for fill in FILL_METHODS:
+            built = build_texture(body, shape, [front], replace(opts, fill=fill))
+            with torch.no_grad():
+                img, cover = render_textured(
+                    back.vertices, body.faces, body.uv, body.uv_faces, built.texture[None], back.camera
+                )
+            region = cover[:, 0].bool() & back.mask
+            img = torch.where(region[:, None], img, back.photo)
+            rows.append(
+                {
+                    "case": name,
+                    "fill": fill,
+                    "psnr": round(float(psnr(img, back.photo, region)), 2),
+                    "ssim": round(float(ssim(img, back.photo, region)), 4),
+                }
+            )
+    return rows
+
+
+def time_one_photo(opts, iters: int, tmp: Path) -> dict:
+    from dataclasses import replace
+
+    from avatarcli.pipelines.create import create_avatar
+
+    photo, mask = PHOTOS / "pifu_ryota.png", PHOTOS / "pifu_ryota_mask.png"
+    if not photo.exists():
+        return {}
+    run_opts = replace(opts, fit_iters=iters, mask=str(mask), overwrite=True)
+    create_avatar([photo], tmp / "warm.pt", run_opts)  # first run fills caches (anny, perception)
+    t0 = time.perf_counter()
+    result = create_avatar([photo], tmp / "timed.pt", run_opts)
+    return {
+        "photo": photo.name,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "timings": result.timings,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    from avatarcli.body import load_body
+    from avatarcli.pipelines.create import CreateOptions
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer iterations and only some photos")
+    parser.add_argument("--fit-iters", type=int, default=300)
+    parser.add_argument("--refine-steps", type=int, default=64)
+    parser.add_argument("--only", choices=("input", "loo", "back", "time"), action="append")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if not PHOTOS.exists():
+        print("../shared/data is not present; nothing to evaluate", file=sys.stderr)
+        return 0
+    iters = 100 if args.quick else args.fit_iters
+    opts = CreateOptions(refine_steps=16 if args.quick else args.refine_steps, fit_iters=iters)
+    body = load_body("anny")
+    only = set(args.only or ("input", "loo", "back", "time"))
+    result: dict = {"fit_iters": iters, "refine_steps": opts.refine_steps}
+    with tempfile.TemporaryDirectory() as tmpdir:
+        tmp = Path(tmpdir)
+        if "input" in only:
+            result["input_view"] = eval_input_views(body, opts, iters)
+        if "loo" in only:
+            result["octopus_leave_one_out"] = eval_octopus_loo(body, opts, iters)
+        if "back" in only:
+            result["one_shot_back"] = eval_back_view(body, opts, iters, tmp)
+        if "time" in only:
+            result["time_one_photo"] = time_one_photo(opts, iters, tmp)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    if result.get("input_view"):
+        print("input view re-render (inside person mask ∩ body)  [target PSNR ≥ 25, SSIM ≥ 0.90]")
+        for r in result["input_view"]:
+            iou = r["fit_iou"] if r["fit_iou"] is not None else float("nan")
+            print(
+                f"  {r['photo']:14s} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}  fit IoU {iou:.3f}  "
+                f"kp err {r['kp_err_pct']:.2f} %  {r['seconds']:.0f} s"
+            )
+    if result.get("octopus_leave_one_out"):
+        print("octopus leave-one-out (merge 7, render the 8th)  [target PSNR ≥ 21 on all folds]")
+        for r in result["octopus_leave_one_out"]:
+            print(f"  held out {r['held_out']}: PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}")
+    if result.get("one_shot_back"):
+        print("one-shot back view (texture from the front only)  [target ≥ 18 dB]")
+        for r in result["one_shot_back"]:
+            print(f"  {r['case']:20s} {r['fill']:22s} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}")
+    if result.get("time_one_photo"):
+        t = result["time_one_photo"]
+        print(
+            f"one photo ({t['photo']}): {t['seconds']:.1f} s, peak RSS {t['peak_rss_mb']:.0f} MB  [≤ 20 s, ≤ 4 GB]"
+        )
+        print("  " + ", ".join(f"{k} {v:.1f} s" for k, v in t["timings"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
