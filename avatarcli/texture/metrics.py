@@ -46,26 +46,29 @@ def psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> 
     return 10.0 * torch.log10(1.0 / mse)
 
 
-def _gaussian_window(size: int, sigma: float, channels: int, like: torch.Tensor) -> torch.Tensor:
+def _gaussian_kernel(size: int, sigma: float, like: torch.Tensor) -> torch.Tensor:
     coords = torch.arange(size, dtype=like.dtype, device=like.device) - (size - 1) / 2
     g = torch.exp(-(coords**2) / (2 * sigma**2))
-    g = g / g.sum()
-    window = g[:, None] * g[None, :]
-    return window.expand(channels, 1, size, size).contiguous()
+    return g / g.sum()
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor, window_size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """Per-pixel structural similarity ``(B, C, H, W)`` with a Gaussian window (Wang et al. 2004).
 
     The image is reflect-padded so the map has the input size and border pixels are usable.
+    The Gaussian is applied as two 1-D passes (separable), which keeps the refinement loss cheap
+    on full-size photos.
     """
     a, b = _as_batch(a), _as_batch(b)
     channels = a.shape[1]
-    window = _gaussian_window(window_size, sigma, channels, a)
+    g = _gaussian_kernel(window_size, sigma, a)
+    rows = g.view(1, 1, -1, 1).expand(channels, 1, window_size, 1).contiguous()
+    cols = g.view(1, 1, 1, -1).expand(channels, 1, 1, window_size).contiguous()
     pad = window_size // 2
 
     def blur(x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), window, groups=channels)
+        x = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+        return F.conv2d(F.conv2d(x, rows, groups=channels), cols, groups=channels)
 
     mu_a, mu_b = blur(a), blur(b)
     var_a = blur(a * a) - mu_a**2
