@@ -71,8 +71,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_ours(verts, faces, camera, repeat: int, cull: bool) -> float:
-    """Median seconds for one batched rasterisation."""
+def time_ours(verts, faces, camera, repeat: int, cull: bool, stat=min) -> float:
+    """Seconds for one batched rasterisation (``stat`` over ``repeat`` runs)."""
     from avatarcli.render import rasterize
 
     batch = camera.batch_size
@@ -85,11 +85,11 @@ def time_ours(verts, faces, camera, repeat: int, cull: bool) -> float:
         rasterize(vb, faces, camera, cull_backfaces=cull)
         _sync(verts.device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return stat(times)
 
 
-def time_embree(verts, faces, camera, repeat: int) -> tuple[float, float]:
-    """Median seconds per frame for (BVH build + cast, cast only), one ray per pixel centre."""
+def time_embree(verts, faces, camera, repeat: int, stat=min) -> tuple[float, float]:
+    """Seconds per frame for (BVH build + cast, cast only), one ray per pixel centre."""
     import trimesh
     from trimesh.ray.ray_pyembree import RayMeshIntersector
 
@@ -109,7 +109,7 @@ def time_embree(verts, faces, camera, repeat: int) -> tuple[float, float]:
         t2 = time.perf_counter()
         full.append(t2 - t0)
         cast.append(t2 - t1)
-    return statistics.median(full), statistics.median(cast)
+    return stat(full), stat(cast)
 
 
 def peak_rss_mb() -> float:
@@ -170,6 +170,7 @@ def run(args: argparse.Namespace) -> dict:
     device = torch.device(
         "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device.replace("auto", "cpu")
     )
+    stat = min if args.stat == "min" else statistics.median
     meshes = body_meshes(device)
     rows = []
     memory = None
@@ -178,12 +179,12 @@ def run(args: argparse.Namespace) -> dict:
             embree_full = embree_cast = None
             if not args.no_embree:
                 cam1 = framing_camera(verts, 0.0, size)
-                embree_full, embree_cast = time_embree(verts, faces, cam1, args.repeat)
+                embree_full, embree_cast = time_embree(verts, faces, cam1, args.repeat, stat)
             for batch in args.batches:
                 yaws = [360.0 * k / batch for k in range(batch)]
                 camera = framing_camera(verts, yaws, size).to(device)
-                ours = time_ours(verts, faces, camera, args.repeat, cull=False)
-                ours_cull = time_ours(verts, faces, camera, args.repeat, cull=True)
+                ours = time_ours(verts, faces, camera, args.repeat, cull=False, stat=stat)
+                ours_cull = time_ours(verts, faces, camera, args.repeat, cull=True, stat=stat)
                 row = {
                     "mesh": name,
                     "mesh_desc": desc,
@@ -210,6 +211,7 @@ def run(args: argparse.Namespace) -> dict:
         "cpu": platform.processor() or platform.machine(),
         "cuda_device": torch.cuda.get_device_name() if device.type == "cuda" else None,
         "repeat": args.repeat,
+        "stat": args.stat,
         "rows": rows,
         "memory": memory,
     }
@@ -217,7 +219,8 @@ def run(args: argparse.Namespace) -> dict:
 
 def print_table(result: dict) -> None:
     print(
-        f"render benchmark  torch {result['torch']}  threads {result['threads']}  repeat {result['repeat']}"
+        f"render benchmark  torch {result['torch']}  threads {result['threads']}  "
+        f"{result['stat']} of {result['repeat']} runs"
     )
     if result["cuda_device"]:
         print(f"CUDA: {result['cuda_device']}")
@@ -249,7 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[256, 512, 1024])
     parser.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16])
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--stat",
+        choices=["min", "median"],
+        default="min",
+        help="best-of-N (default; robust on a shared CPU) or median",
+    )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (default 1; 0 = torch's default)"

@@ -252,3 +252,10 @@ def test_cuda_matches_cpu():
     assert (gpu.face_index.cpu() == cpu.face_index).float().mean() > 0.999
     m = cpu.mask & gpu.mask.cpu()
     torch.testing.assert_close(gpu.depth.cpu()[m], cpu.depth[m], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", [512, 1024])
+def test_rasterize_matches_embree_on_posed_anny_at_high_resolution(anny_body, size):
+    verts = _posed_anny(anny_body, 3)
+    assert_matches_oracle(verts, anny_body.faces, framing_camera(verts, 60.0, size))

@@ -82,8 +82,9 @@ def texel_visibility(
 ) -> torch.Tensor:
     """Which texels a camera actually sees (B, T, T) bool: in frame, facing it, not occluded.
 
-    A texel is visible when the rendered depth at the pixel its point projects to is within
-    ``tolerance`` (relative) of the point's own depth, i.e. nothing nearer covers it.
+    A texel is occluded when the rendered depth at the pixel its point projects to is nearer
+    than the point by more than ``tolerance`` (relative). A texel landing on a background pixel
+    lies on the outline and is not occluded (the facing test removes grazing back texels).
     """
     batch, size = geometry.position.shape[:2]
     camera = camera.expand(batch).to(geometry.position.device)
@@ -93,8 +94,8 @@ def texel_visibility(
     inside = (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height) & (depth > 0)
     flat = row.clamp(0, camera.height - 1) * camera.width + col.clamp(0, camera.width - 1)
     rendered = fragments.depth.reshape(batch, -1).gather(1, flat).to(depth)
-    seen = fragments.mask.reshape(batch, -1).gather(1, flat)
-    close = (rendered - depth).abs() <= tolerance * depth.abs()
+    covered = fragments.mask.reshape(batch, -1).gather(1, flat)
+    occluded = covered & (rendered < depth * (1.0 - tolerance))
     facing = texel_view_cosine(geometry, camera).reshape(batch, -1) > 0
-    visible = inside & seen & close & facing & geometry.mask.reshape(1, -1)
+    visible = inside & ~occluded & facing & geometry.mask.reshape(1, -1)
     return visible.view(batch, size, size)
