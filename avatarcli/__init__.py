@@ -11,12 +11,20 @@ from typing import Any
 
 from avatarcli._version import __version__
 
-# public name → module that defines it; resolved on first attribute access
+# public name → (module, attribute); resolved on first attribute access
 _LAZY = {
-    "load_body": "avatarcli.body",
-    "save_avatar": "avatarcli.avatar_file",
-    "load_avatar": "avatarcli.avatar_file",
-    "Avatar": "avatarcli.avatar_file",
+    "create": ("avatarcli.pipelines.create", "create_avatar"),
+    "create_batch": ("avatarcli.pipelines.create", "create_batch"),
+    "CreateOptions": ("avatarcli.pipelines.create", "CreateOptions"),
+    "animate": ("avatarcli.pipelines.animate", "animate"),
+    "AnimateOptions": ("avatarcli.pipelines.animate", "AnimateOptions"),
+    "render": ("avatarcli.pipelines.render_still", "render_still"),
+    "fit": ("avatarcli.pipelines.fit", "fit_photos"),
+    "load_body": ("avatarcli.body", "load_body"),
+    "save_avatar": ("avatarcli.avatar_file", "save_avatar"),
+    "load_avatar": ("avatarcli.avatar_file", "load_avatar"),
+    "Avatar": ("avatarcli.avatar_file", "Avatar"),
+    "load_motion": ("avatarcli.motion", "load_motion"),
 }
 
 __all__ = ["__version__", *_LAZY]
@@ -24,5 +32,6 @@ __all__ = ["__version__", *_LAZY]
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'avatarcli' has no attribute {name!r}")
