@@ -279,6 +279,11 @@ def test_render_features_for_the_neural_renderer():
     neural = torch.randn(2, 16, 32, 32)
     batch = torch.stack([verts, verts])
     out = render_features(batch, faces, uv, faces, neural, FRONT)
+    # one mesh, two cameras: per-vertex values and vertices broadcast over the batch
+    two_views = Camera.orbit(distance=2.5, yaw_deg=[0.0, 90.0], focal_px=120, size=64)
+    frags = rasterize(verts[None].expand(2, -1, -1), faces, two_views)
+    cos = view_cosine(verts[None], faces, frags, two_views)
+    assert cos.shape == (2, 64, 64) and float(cos[:, 32, 32].min()) > 0.99
     assert out.features.shape == (2, 16, 64, 64) and out.mask.shape == (2, 1, 64, 64)
     assert float(out.features.abs().mul(1 - out.mask).max()) == 0.0
     dinar = dinar_uv_image(out.uv, out.mask)

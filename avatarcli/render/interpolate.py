@@ -14,10 +14,12 @@ from avatarcli.render.rasterizer import Fragments
 
 
 def interpolate(values: torch.Tensor, fragments: Fragments, faces: torch.Tensor) -> torch.Tensor:
-    """Per-vertex values (V, C) or (B, V, C) → per-pixel (B, H, W, C)."""
+    """Per-vertex values (V, C) or (B, V, C) → per-pixel (B, H, W, C); a batch of 1 broadcasts."""
     batch, height, width = fragments.shape
     if values.dim() == 2:
-        values = values[None].expand(batch, *values.shape)
+        values = values[None]
+    if values.shape[0] == 1 and batch > 1:
+        values = values.expand(batch, -1, -1)
     if values.shape[0] != batch:
         raise ValueError(f"values batch {values.shape[0]} does not match fragments batch {batch}")
     num_vertices, channels = values.shape[1], values.shape[2]
@@ -36,7 +38,9 @@ def interpolate_corners(values: torch.Tensor, fragments: Fragments) -> torch.Ten
     """
     batch, height, width = fragments.shape
     if values.dim() == 3:
-        values = values[None].expand(batch, *values.shape)
+        values = values[None]
+    if values.shape[0] == 1 and batch > 1:
+        values = values.expand(batch, -1, -1, -1)
     if values.shape[0] != batch:
         raise ValueError(f"values batch {values.shape[0]} does not match fragments batch {batch}")
     num_faces, channels = values.shape[1], values.shape[3]

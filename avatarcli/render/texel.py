@@ -29,7 +29,10 @@ class TexelGeometry:
 
 
 def rasterize_uv(uv: torch.Tensor, uv_faces: torch.Tensor, texture_size: int) -> Fragments:
-    """Rasterise the UV layout itself: fragments of batch 1 over a T×T texel grid."""
+    """Rasterise the UV layout itself: fragments of batch 1 over a T×T texel grid.
+
+    Where UV islands overlap (mirrored layouts), a texel belongs to one face (the higher id).
+    """
     size = int(texture_size)
     xy = (uv.float() * (size - 1) + 0.5)[None]
     ones = torch.ones(1, uv.shape[0], dtype=xy.dtype, device=xy.device)
