@@ -5,11 +5,12 @@ How it works (same code on CPU and CUDA):
 1. vertices are projected to continuous pixel coordinates (pixel centres at ``j + 0.5``, see
    :mod:`avatarcli.render.camera`);
 2. every face lists the pixel centres inside its screen bounding box as (face, pixel) candidate
-   pairs, generated in chunks of at most ``max_pairs`` so memory stays bounded at any resolution;
+   pairs, grouped by bounding-box size class and cut into blocks of at most ``max_pairs`` so
+   memory stays bounded at any resolution;
 3. edge functions keep the pairs whose centre lies inside the triangle, and the z-buffer is one
-   ``scatter_reduce(amin)`` over int64 keys ``(float32 depth bits << 32) | face id``. The bit
-   pattern of a positive float32 orders like its value, so a single ``amin`` finds the nearest face
-   exactly (ties go to the lower face id);
+   ``scatter_reduce(amax)`` over int64 keys ``(float32 bits of 1/z) << 32 | face id``. The bit
+   pattern of a positive float32 orders like its value, so a single ``amax`` finds the nearest
+   face exactly (ties go to the higher face id);
 4. barycentrics and depth are then recomputed from the winning face ids with ordinary autograd
    operations, so gradients flow to anything interpolated with them and, like nvdiffrast's
    interpolate step, to the vertex positions (not through visibility changes).
