@@ -55,6 +55,10 @@ class SPGeneratorConfig:
         log2 = math.log2(self.size)
         if self.size < 8 or log2 != int(log2):
             raise ValueError(f"size must be a power of two ≥ 8, got {self.size}")
+        # Scales above the texture size do nothing (upstream lists 512 for a 256² model): keep the
+        # used ones only, so configs read from a checkpoint and from constructor args compare equal.
+        used = tuple(sorted({int(s) for s in self.spectral_scales if 8 <= int(s) <= self.size}))
+        object.__setattr__(self, "spectral_scales", used)
 
     @classmethod
     def official(cls) -> SPGeneratorConfig:
@@ -111,9 +115,6 @@ class SPGeneratorConfig:
 
     def width(self, resolution: int) -> int:
         return stylegan_channels(resolution, self.channel_multiplier)
-
-    def spectral_resolutions(self) -> list[int]:
-        return [s for s in self.spectral_scales if 8 <= s <= self.size]
 
 
 class _NoiseBuffers(nn.Module):
@@ -178,7 +179,7 @@ class SPTextureGenerator(nn.Module):
         self.to_rgb1 = ToRGB(width, style_dim, out_c, upsample=False, blur_kernel=blur)
         self.convs = nn.ModuleList()
         self.to_rgbs = nn.ModuleList()
-        spectral_at = set(config.spectral_resolutions())
+        spectral_at = set(config.spectral_scales)
         for log_res in range(3, config.log_size + 1):
             res = 2**log_res
             out_width = config.width(res)
@@ -194,6 +195,7 @@ class SPTextureGenerator(nn.Module):
             width = out_width
         self.noises = _NoiseBuffers(config)
         self._mean_latent: torch.Tensor | None = None
+        self._mean_latent_key: tuple[Any, ...] = ()
 
     # -- latents ---------------------------------------------------------------------------------
 
@@ -205,13 +207,15 @@ class SPTextureGenerator(nn.Module):
     def mean_latent(self, n_samples: int = 4096, seed: int = 0) -> torch.Tensor:
         """Average w over ``n_samples`` mapped z's (the truncation centre), (1, style_dim).
 
-        Drawn from a fixed CPU seed so it is identical on every device and run; cached per module
-        (and dropped when weights are loaded).
+        Drawn from a fixed CPU seed so it is the same on every device and run. Cached (dropped
+        when weights are loaded; recomputed for other arguments, device or dtype).
         """
-        if self._mean_latent is None or self._mean_latent.shape[0] != 1:
+        param = self.input.input
+        key = (n_samples, seed, param.device, param.dtype)
+        if self._mean_latent is None or self._mean_latent_key != key:
+            self._mean_latent_key = key
             cpu = torch.Generator().manual_seed(seed)
             z = torch.randn(n_samples, self.config.style_dim, generator=cpu)
-            param = self.input.input
             w = self.map_latent(z.to(device=param.device, dtype=param.dtype))
             self._mean_latent = w.mean(dim=0, keepdim=True)
         return self._mean_latent
