@@ -18,7 +18,7 @@ _LAZY = {
     "CreateOptions": ("avatarcli.pipelines.create", "CreateOptions"),
     "animate": ("avatarcli.pipelines.animate", "animate"),
     "AnimateOptions": ("avatarcli.pipelines.animate", "AnimateOptions"),
-    "render": ("avatarcli.pipelines.render_still", "render_still"),
+    "render_still": ("avatarcli.pipelines.render_still", "render_still"),
     "fit": ("avatarcli.pipelines.fit", "fit_photos"),
     "load_body": ("avatarcli.body", "load_body"),
     "save_avatar": ("avatarcli.avatar_file", "save_avatar"),

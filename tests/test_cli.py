@@ -100,3 +100,13 @@ def test_weights_commands(tmp_path, monkeypatch, capsys):
     assert main(["weights", "import", "dinar", str(not_ckpt)]) == 2
     assert main(["weights", "import", "other", str(not_ckpt)]) == 2
     assert "unknown weights family" in capsys.readouterr().err
+
+
+def test_python_api_is_lazy_and_mirrors_the_cli():
+    code = (
+        "import sys, avatarcli; assert 'torch' not in sys.modules; "
+        "from avatarcli import create, animate, render_still, fit, load_body; "
+        "print(create.__name__, animate.__name__, render_still.__name__, fit.__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["create_avatar", "animate", "render_still", "fit_photos"]
