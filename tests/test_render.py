@@ -188,6 +188,12 @@ def test_batch_renders_each_mesh_with_its_own_camera():
         single = Camera(cams.K[k], cams.R[k], cams.t[k], 40, 40)
         one = rasterize(batch[k], faces, single)
         assert torch.equal(one.face_index[0], frags.face_index[k])
+    # one mesh, many cameras
+    turntable = rasterize(verts, faces, cams)
+    back = rasterize(verts, faces, Camera(cams.K[1], cams.R[1], cams.t[1], 40, 40))
+    assert turntable.face_index.shape == (2, 40, 40)
+    assert torch.equal(turntable.face_index[1], back.face_index[0])
+    assert not torch.equal(turntable.face_index[0], turntable.face_index[1])
 
 
 def test_small_max_pairs_gives_identical_result():

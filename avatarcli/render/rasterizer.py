@@ -84,6 +84,13 @@ def check_mesh(vertices: torch.Tensor, faces: torch.Tensor) -> tuple[torch.Tenso
     return vertices, faces
 
 
+def broadcast_to_cameras(vertices: torch.Tensor, camera: Camera) -> torch.Tensor:
+    """One mesh (1, V, 3) seen by a batch of cameras becomes a batch of the same mesh (no copy)."""
+    if vertices.shape[0] == 1 and camera.batch_size > 1:
+        return vertices.expand(camera.batch_size, -1, -1)
+    return vertices
+
+
 def rasterize(
     vertices: torch.Tensor,
     faces: torch.Tensor,
@@ -95,9 +102,12 @@ def rasterize(
 ) -> Fragments:
     """Rasterise world-space meshes (B, V, 3) with shared faces (F, 3) through ``camera``.
 
+    A camera batch of 1 is shared by all meshes; a mesh batch of 1 is seen by all cameras.
+
     Gradients reach ``vertices`` through ``bary`` and ``depth`` when it requires grad.
     """
     vertices, faces = check_mesh(vertices, faces)
+    vertices = broadcast_to_cameras(vertices, camera)
     camera = camera.expand(vertices.shape[0]).to(vertices.device)
     xy, z = camera.project(vertices)
     return rasterize_screen(

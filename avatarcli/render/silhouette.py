@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 
 from avatarcli.render.camera import Camera
-from avatarcli.render.rasterizer import check_mesh, rasterize_screen
+from avatarcli.render.rasterizer import broadcast_to_cameras, check_mesh, rasterize_screen
 
 DEFAULT_MAX_PAIRS = 1 << 21
 
@@ -58,6 +58,7 @@ def soft_silhouette(
     if method != "softras":
         raise ValueError(f"soft_silhouette: unknown method {method!r}; use 'distance' or 'softras'")
     vertices, faces = check_mesh(vertices, faces)
+    vertices = broadcast_to_cameras(vertices, camera)
     batch = vertices.shape[0]
     camera = camera.expand(batch).to(vertices.device)
     height, width = camera.height, camera.width
@@ -123,6 +124,7 @@ def _distance_silhouette(
     vertices: torch.Tensor, faces: torch.Tensor, camera: Camera, sigma: float, near: float, max_pairs: int
 ) -> torch.Tensor:
     vertices, faces = check_mesh(vertices, faces)
+    vertices = broadcast_to_cameras(vertices, camera)
     batch, num_vertices = vertices.shape[:2]
     camera = camera.expand(batch).to(vertices.device)
     height, width = camera.height, camera.width
