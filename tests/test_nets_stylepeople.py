@@ -372,3 +372,47 @@ def test_encoder_checkpoint_is_checked_by_pattern_and_stored_verbatim(tmp_path):
     assert stored.keys() == sd.keys()
     with pytest.raises(UserError, match="nothing to import"):
         import_stylepeople(None, tmp_path / "w")
+
+
+# --- real sizes (slow on CPU) and CUDA ------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_official_sizes_run_at_real_resolution_on_cpu():
+    torch.manual_seed(0)
+    generator = SPTextureGenerator(SPGeneratorConfig.official()).eval()
+    renderer = SPRenderer(SPRendererConfig.official()).eval()
+    with torch.no_grad():
+        texture = generator(torch.randn(1, 512), noise_mode="buffers", truncation=0.7)
+        out = renderer.render_texture(texture, _uv_render(1, 512, seed=11))
+    assert texture.shape == (1, 16, 256, 256)
+    assert out.rgb.shape == (1, 3, 1024, 1024) and torch.isfinite(out.rgb).all()
+
+
+@pytest.fixture
+def no_tf32():
+    """Full float32 on CUDA (TF32 convs would blur the comparison with CPU references)."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_vectors_match_on_cuda(no_tf32):
+    sd, inp, out, meta = load_vector("sp_generator")
+    generator = SPTextureGenerator.from_stylepeople_state_dict(sd).eval().cuda()
+    noise = [inp[f"noise_{i:02d}"].cuda() for i in range(generator.config.num_noise_layers)]
+    with torch.no_grad():
+        from_z = generator(inp["z"].cuda(), noise).cpu()
+        from_wplus = generator(inp["wplus"].cuda(), noise, input_is_latent=True).cpu()
+    assert_matches("ntexture_from_z", from_z, out["ntexture_from_z"], meta)
+    assert_matches("ntexture_from_wplus", from_wplus, out["ntexture_from_wplus"], meta)
+    sd, inp, out, meta = load_vector("sp_renderer")
+    renderer = SPRenderer.from_stylepeople_state_dict(sd).eval().cuda()
+    with torch.no_grad():
+        result = renderer(inp["nrender"].cuda(), inp["uv"].cuda())
+    assert_matches("unet_out", result.unet_out.cpu(), out["unet_out"], meta)
+    assert_matches("fake_rgb", result.rgb.cpu(), out["fake_rgb"], meta)
+    assert_matches("fake_segm", result.segm.cpu(), out["fake_segm"], meta)
