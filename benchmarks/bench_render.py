@@ -113,7 +113,24 @@ def time_embree(verts, faces, camera, repeat: int, stat=min) -> tuple[float, flo
 
 
 def peak_rss_mb() -> float:
+    """Peak resident memory of this process (VmHWM, resettable on Linux; else ru_maxrss)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def reset_peak_rss() -> None:
+    """Restart the peak-RSS counter from the current RSS (Linux ≥ 4.0; a no-op elsewhere)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
 
 
 def memory_probe(size: int, batch: int, device: str) -> dict:
@@ -142,6 +159,7 @@ def _measure_memory(size: int, batch: int, device_name: str) -> dict:
     )
     name, (verts, faces, _) = next(iter(body_meshes(device).items()))
     rasterize(verts, faces, framing_camera(verts, 0.0, 32).to(device))
+    reset_peak_rss()
     before = peak_rss_mb()
     if device.type == "cuda":
         torch.cuda.synchronize()
