@@ -22,8 +22,8 @@ def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     if vertices.dim() == 2:
         vertices = vertices[None]
     faces = faces.to(device=vertices.device, dtype=torch.long)
-    batch, num_vertices = vertices.shape[:2]
-    tri = vertices[:, faces]  # (B, F, 3, 3)
+    batch = vertices.shape[0]
+    tri = vertices.index_select(1, faces.reshape(-1)).view(batch, -1, 3, 3)  # (B, F, 3, 3)
     face_n = torch.linalg.cross(tri[:, :, 1] - tri[:, :, 0], tri[:, :, 2] - tri[:, :, 0], dim=-1)
     normals = torch.zeros_like(vertices)
     for corner in range(3):
@@ -77,8 +77,9 @@ def view_cosine(
     camera = camera.expand(fragments.shape[0]).to(vertices.device)
     normals = render_normals(vertices, faces, fragments)
     if per_pixel_rays:
-        points = interpolate(vertices.expand(fragments.shape[0], -1, -1), fragments, faces)
-        to_camera = torch.nn.functional.normalize(camera.center.to(points)[:, None, None] - points, dim=-1)
+        # the surface point seen at a pixel lies on that pixel's ray: no need to interpolate it
+        _, rays = camera.pixel_rays(normals.dtype)
+        to_camera = -rays
     else:
         to_camera = -camera.R[:, 2].to(normals)[:, None, None].expand_as(normals)
     return (normals * to_camera).sum(-1) * fragments.mask
