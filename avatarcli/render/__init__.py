@@ -21,7 +21,19 @@ Pieces:
   textured RGB rendering, neural-texture feature rendering;
 * :mod:`~avatarcli.render.texel` — per-texel 3D position / normal / view angle / visibility;
 * :mod:`~avatarcli.render.silhouette` — soft silhouette for fitting losses;
-* :mod:`~avatarcli.render.preview` — PNG contact sheets and turntable views.
+* :mod:`~avatarcli.render.preview` — PNG contact sheets and turntable views (imports PIL lazily;
+  not re-exported here).
+
+Conventions in one place:
+
+* world space is the body protocol's (Y-up, metres, facing +Z); cameras are OpenCV
+  (x right, y down, z forward), ``x_cam = R x + t``, pixel (i, j) centred at (j + 0.5, i + 0.5);
+* a face is front-facing when its corners wind counter-clockwise seen from outside, i.e. its
+  projected signed area is negative in the y-down image;
+* per-pixel maps are channels-last ``(B, H, W, C)``; images for networks are ``(B, C, H, W)``;
+* UVs are in [0, 1] with v = 0 at the texture's top row; lookups use
+  ``grid_sample(align_corners=True)`` (texel c at u = c / (T-1)), as DINAR does;
+* batches broadcast: one camera for many meshes, or one mesh for many cameras.
 """
 
 from __future__ import annotations
