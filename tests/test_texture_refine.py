@@ -84,3 +84,19 @@ def test_loss_only_counts_pixels_the_mesh_covers():
         start, None, render, target, cover.unsqueeze(1), torch.ones(T, T), steps=3, render_mask=nothing
     )
     assert torch.equal(result.texture, start)
+
+
+def test_loss_is_computed_on_the_mask_crop_without_changing_it():
+    from avatarcli.texture.metrics import ssim
+    from avatarcli.texture.refine import photometric_loss
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 64, 80, generator=gen), torch.rand(2, 3, 64, 80, generator=gen)
+    mask = torch.zeros(2, 1, 64, 80)
+    mask[0, :, 20:40, 30:50] = 1
+    mask[1, :, 25:45, 20:35] = 1
+    pixels = mask.sum() * 3
+    expected = ((a - b) ** 2 * mask).sum() / pixels + 0.5 * ((a - b).abs() * mask).sum() / pixels
+    expected = expected + 0.2 * (1 - ssim(a, b, mask).mean())
+    got = photometric_loss(a, b, mask, l2_weight=1.0, l1_weight=0.5, ssim_weight=0.2)
+    assert float(got) == pytest.approx(float(expected), abs=1e-6)

@@ -26,6 +26,8 @@ import torch.nn.functional as F
 
 from avatarcli.texture.metrics import ssim
 
+_SSIM_WINDOW = 11
+
 
 @dataclass
 class RefineResult:
@@ -58,6 +60,7 @@ def photometric_loss(
     mask = mask.to(rendered.dtype)
     if mask.dim() == 3:
         mask = mask.unsqueeze(1)
+    rendered, target, mask = _crop_to_mask(rendered, target, mask, margin=_SSIM_WINDOW)
     pixels = (mask.sum() * rendered.shape[1]).clamp_min(1)
     diff = (rendered - target) * mask
     loss = l2_weight * diff.pow(2).sum() / pixels
@@ -66,6 +69,21 @@ def photometric_loss(
     if ssim_weight:
         loss = loss + ssim_weight * (1 - ssim(rendered, target, mask).mean())
     return loss
+
+
+def _crop_to_mask(rendered, target, mask, margin: int):
+    """Crop all three to the mask's bounding box (+ ``margin``): the loss only looks there, and the
+    person often fills a small part of the photo. Losses are unchanged (SSIM windows at the mask
+    stay inside the crop)."""
+    rows = torch.nonzero(mask.amax(dim=(0, 1, 3)) > 0)
+    cols = torch.nonzero(mask.amax(dim=(0, 1, 2)) > 0)
+    if rows.numel() == 0:
+        return rendered, target, mask
+    h, w = mask.shape[-2:]
+    top, bottom = max(int(rows[0]) - margin, 0), min(int(rows[-1]) + margin + 1, h)
+    left, right = max(int(cols[0]) - margin, 0), min(int(cols[-1]) + margin + 1, w)
+    window = (..., slice(top, bottom), slice(left, right))
+    return rendered[window], target[window], mask[window]
 
 
 def refine_texture(
