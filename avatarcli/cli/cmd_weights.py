@@ -55,23 +55,36 @@ def verify_cmd(json_out: bool = typer.Option(False, "--json", help="Print one JS
 
 @weights_app.command("import", help="Convert an official checkpoint into our safetensors files.")
 def import_cmd(
-    kind: str = typer.Argument(..., help="Which model family: dinar."),
-    checkpoint: Path = typer.Argument(..., help="Path to the official checkpoint file."),
+    kind: str = typer.Argument(..., help="Which model family: dinar or stylepeople."),
+    checkpoint: Path = typer.Argument(..., help="Official checkpoint (.ckpt / generative_model.pth)."),
+    encoder: Path = typer.Option(None, "--encoder", help="StylePeople encoder.pth (optional)."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
+    from dataclasses import asdict
+
     from avatarcli.cli.output import console, print_json
     from avatarcli.errors import UserError
-
-    if kind != "dinar":
-        raise UserError(f"unknown weights family {kind!r}; supported: dinar")
-    from avatarcli.weights_registry import import_dinar
+    from avatarcli.weights_registry import weights_dir
 
     con = console()
-    report = import_dinar(checkpoint, progress=lambda msg: con.print(f"  {msg}"))
-    if json_out:
-        print_json(report.to_json() if hasattr(report, "to_json") else report.__dict__)
+    if kind == "dinar":
+        from avatarcli.weights_registry import import_dinar
+
+        report = import_dinar(checkpoint, progress=lambda msg: con.print(f"  {msg}"))
+        names, notes = [e.name for e in report.entries], report.notes
+    elif kind == "stylepeople":
+        from avatarcli.nets.sp_checkpoint import import_stylepeople
+
+        report = import_stylepeople(checkpoint, weights_dir(), encoder=encoder)
+        names, notes = [e.name for e in report.entries], report.notes
     else:
-        con.print(f"imported [bold]{checkpoint}[/] into the weights folder")
+        raise UserError(f"unknown weights family {kind!r}; supported: dinar, stylepeople")
+    if json_out:
+        print_json({"imported": names, "notes": notes, "entries": [asdict(e) for e in report.entries]})
+    else:
+        con.print(f"imported [bold]{checkpoint}[/] → {', '.join(names)} in {weights_dir()}")
+        for note in notes:
+            con.print(f"  note: {note}")
 
 
 def register(app: typer.Typer) -> None:

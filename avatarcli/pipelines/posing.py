@@ -91,12 +91,21 @@ def make_frame_renderer(
     shade: bool = False,
     neural: bool | None = None,
 ) -> FrameRenderer:
-    """Pick how to draw this avatar: neural when it has a neural texture (and weights), else RGB.
+    """Pick how to draw this avatar: its own trained renderer, the StylePeople or DINAR renderer
+    when it has a neural texture (and the weights are installed), else the RGB texture.
 
     ``neural=None`` means "neural if possible"; ``True`` insists (missing weights → clear
     error); ``False`` forces the RGB path.
     """
     bg = background_tensor(background, device)
+    if neural is not False and isinstance(avatar.renderer, dict) and "kind" in avatar.renderer:
+        from avatarcli.pipelines.video_avatar import frame_renderer_for  # per-person trained renderer
+
+        return frame_renderer_for(avatar, body, device, bg)
+    if neural is not False and "stylepeople_renderer" in avatar.weights:
+        from avatarcli.pipelines.sp_render import SPFrameRenderer
+
+        return SPFrameRenderer.for_avatar(avatar, body, device, bg)
     if neural is not False and avatar.has_neural_texture:
         from avatarcli.pipelines.neural_render import NeuralFrameRenderer, neural_renderer_available
 

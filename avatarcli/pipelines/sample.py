@@ -8,6 +8,9 @@ drawn on the CPU, so a seed gives the same person on CPU and CUDA (up to float r
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from avatarcli.errors import UserError
@@ -60,3 +63,81 @@ def sample_textures(
             )
             textures.append(texture[0].float().cpu())
     return textures
+
+
+def sample_avatars(
+    n: int,
+    out_dir: str | os.PathLike,
+    *,
+    seed: int = 0,
+    truncation: float = 0.7,
+    body_name: str = "anny",
+    smplx_dir: str | None = None,
+    overwrite: bool = False,
+    device: torch.device | str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+    weights_folder: Path | None = None,
+) -> list[dict]:
+    import torch
+
+    """``avatar sample``: ``n`` random StylePeople avatars, each an avatar file + preview PNG.
+
+    Sample ``i`` uses seed ``seed + i``, so ``-n 8 --seed 0`` and ``-n 1 --seed 5`` agree on
+    sample 5. Needs the ``stylepeople_generator`` and ``stylepeople_renderer`` weights.
+    """
+    from avatarcli.avatar_file import Avatar, save_avatar
+    from avatarcli.body import load_body
+    from avatarcli.nets.sp_checkpoint import load_generator, load_renderer
+    from avatarcli.pipelines.neural_render import manifest_sha256
+    from avatarcli.pipelines.sp_render import GENERATOR_WEIGHTS, RENDERER_WEIGHTS, SPFrameRenderer
+    from avatarcli.render import framing_camera
+    from avatarcli.render.preview import save_contact_sheet
+    from avatarcli.weights_registry import require_weights
+
+    if n < 1:
+        raise UserError(f"-n must be at least 1, got {n}")
+    paths = require_weights([GENERATOR_WEIGHTS, RENDERER_WEIGHTS], weights_folder)
+    out = Path(out_dir)
+    targets = [out / f"sample_{seed + i:05d}.pt" for i in range(n)]
+    for t in targets:
+        if t.exists() and not overwrite:
+            raise UserError(f"{t} already exists; pass --overwrite to replace it")
+    device = torch.device(device)
+    generator = load_generator(paths[GENERATOR_WEIGHTS], device)
+    renderer = load_renderer(paths[RENDERER_WEIGHTS], device)
+    body = load_body(body_name, model_dir=smplx_dir).to(device)
+    names = (GENERATOR_WEIGHTS, RENDERER_WEIGHTS)
+    shas = {name: manifest_sha256(name, weights_folder) or "" for name in names}
+    textures = sample_textures(generator, n, seed, truncation=truncation, device=device)
+    rest = body.rest().vertices
+    cams = framing_camera(rest, yaw_deg=[0.0, 90.0, 180.0], size=256)
+    results = []
+    for i, (texture, target) in enumerate(zip(textures, targets, strict=True)):
+        avatar = Avatar(
+            body_backend=body.name,
+            body_model_id=body.model_id,
+            shape=torch.zeros(body.num_shape),
+            uv_layout=body.name,
+            textures={"neural": texture.half()},
+            weights=shas,
+            provenance={"method": "stylepeople-sample", "seed": seed + i, "truncation": truncation},
+        )
+        save_avatar(avatar, target, overwrite=overwrite)
+        draw = SPFrameRenderer.for_avatar(avatar, body, device, (1.0, 1.0, 1.0), renderer=renderer)
+        frames = draw(rest.expand(3, -1, -1), cams.to(device))
+        preview = target.with_name(target.stem + "_preview.png")
+        tiles = [("neural texture (ch 0-2)", _texture_preview(texture))]
+        tiles += [(name, frame) for name, frame in zip(("front", "side", "back"), frames, strict=True)]
+        save_contact_sheet(preview, tiles, tile_size=256, columns=4)
+        results.append({"avatar": str(target), "preview": str(preview), "seed": seed + i})
+        if progress:
+            progress(i + 1, n)
+    return results
+
+
+def _texture_preview(texture: torch.Tensor) -> torch.Tensor:
+    """First three neural channels, each stretched to [0, 1], as a picture of the texture."""
+    rgb = texture[:3].float()
+    lo = rgb.amin(dim=(1, 2), keepdim=True)
+    hi = rgb.amax(dim=(1, 2), keepdim=True)
+    return (rgb - lo) / (hi - lo).clamp_min(1e-6)

@@ -27,6 +27,12 @@ DINAR_HOW_TO_GET = (
     "`avatar weights import dinar path/to/file.ckpt`"
 )
 
+SP_HOW_TO_GET = (
+    "the official StylePeople checkpoints are MIT-licensed but not downloadable here; obtain "
+    "generative_model.pth (and encoder.pth) from the StylePeople authors and run "
+    "`avatar weights import stylepeople generative_model.pth [--encoder encoder.pth]`"
+)
+
 #: Weights the tool knows how to use, with a one-line description and how to obtain them.
 KNOWN_WEIGHTS: dict[str, tuple[str, str]] = {
     "dinar_encoder": ("DINAR image encoder (photo → style vector)", DINAR_HOW_TO_GET),
@@ -36,6 +42,9 @@ KNOWN_WEIGHTS: dict[str, tuple[str, str]] = {
     "dinar_unet": ("DINAR diffusion UNet, EMA weights (texture inpainting)", DINAR_HOW_TO_GET),
     "dinar_discriminator": ("DINAR discriminator (fine-tuning only)", DINAR_HOW_TO_GET),
     "dinar_uv_layout": ("DINAR's SMPL-X UV layout (uv per UV vertex, faces)", DINAR_HOW_TO_GET),
+    "stylepeople_generator": ("StylePeople neural-texture generator", SP_HOW_TO_GET),
+    "stylepeople_renderer": ("StylePeople neural renderer", SP_HOW_TO_GET),
+    "stylepeople_encoder": ("StylePeople EfficientNet encoder (checked by key pattern)", SP_HOW_TO_GET),
 }
 
 
