@@ -78,6 +78,8 @@ def test_front_view_samples_the_truth_and_fill_completes_it(body, maps):
     assert exact.sum() > 0.15 * maps.mask.sum()
     assert (sampled.rgb[0] - truth)[:, exact].abs().mean() < 0.03
     assert occluded.sum() < 0.01 * mask.sum()  # an A-pose has (almost) no self-occlusion
+    _, plain = sample_view(body, vertices, camera, photo, mask[:, 0] > 0.5, maps, surface_jump_filter=False)
+    assert plain.sum() > 2 * occluded.sum()  # DINAR's detector also drops the part junctions
     filled = fill_unseen_texels(sampled.rgb[0], sampled.filled[0, 0], maps.graph, "mirror+back+harmonic")
     assert torch.all(filled[:, maps.mask].amax(dim=0) > 0)  # every texel got a colour
     unseen = maps.mask & ~sampled.filled[0, 0]

@@ -66,6 +66,7 @@ def sample_view(
     maps: BodyTexelMaps,
     *,
     detect_occlusion: bool = True,
+    surface_jump_filter: bool = True,
     min_cos: float = 0.2,
     border_rule: str = "per_axis",
 ) -> tuple[SampledTexture, torch.Tensor]:
@@ -74,7 +75,8 @@ def sample_view(
     ``vertices`` (1, V, 3) posed world-space mesh, ``camera`` an :class:`avatarcli.render.Camera`
     of the photo's size, ``image`` (1, 3, H, W) in [0, 1], ``mask`` the person (1, H, W).
     Returns the sampled texture and the occlusion-boundary pixels that were skipped (all False
-    when ``detect_occlusion`` is off).
+    when ``detect_occlusion`` is off). ``surface_jump_filter=False`` gives DINAR's plain
+    colormap detector, which also drops the borders between connected parts.
     """
     from avatarcli.render import rasterize, render_uv, sample_texture, view_cosine
 
@@ -85,7 +87,9 @@ def sample_view(
     cos = view_cosine(vertices, body.faces, fragments, camera)
     if detect_occlusion:
         colours = sample_texture(maps.colormap.to(uv.device), uv, fragments.mask)
-        rest = sample_texture(maps.rest_texture.to(uv.device), uv, fragments.mask)
+        rest = None
+        if surface_jump_filter:
+            rest = sample_texture(maps.rest_texture.to(uv.device), uv, fragments.mask)
         occluded = occlusion_boundary_mask(colours, fragments.mask, rest_positions=rest)
     else:
         occluded = torch.zeros_like(fragments.mask)
