@@ -9,7 +9,7 @@ import pytest
 import torch
 import trimesh
 
-from avatarcli.render import Camera, framing_camera, rasterize, rasterize_screen
+from avatarcli.render import Camera, framing_camera, rasterize, rasterize_screen, visible_faces
 from avatarcli.render.rasterizer import check_mesh
 
 
@@ -244,6 +244,8 @@ def test_rasterize_screen_draws_a_known_triangle():
     i, j = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
     expected = (i + j + 1.0) <= 8.0
     assert torch.equal(frags.mask[0], expected)
+    ids = visible_faces(xy, torch.ones(1, 3), torch.tensor([[0, 1, 2]]), 8, 8)
+    assert torch.equal(ids, frags.face_index)
 
 
 @pytest.mark.gpu

@@ -49,7 +49,7 @@ from avatarcli.render.maps import (
     vertex_normals,
     view_cosine,
 )
-from avatarcli.render.rasterizer import Fragments, rasterize, rasterize_screen
+from avatarcli.render.rasterizer import Fragments, rasterize, rasterize_screen, visible_faces
 from avatarcli.render.silhouette import soft_silhouette
 from avatarcli.render.texel import (
     TexelGeometry,
@@ -86,4 +86,5 @@ __all__ = [
     "texel_visibility",
     "vertex_normals",
     "view_cosine",
+    "visible_faces",
 ]

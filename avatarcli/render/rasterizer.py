@@ -145,6 +145,25 @@ def rasterize_screen(
     return Fragments(face_index=face_index, bary=bary, depth=depth, mask=face_index >= 0)
 
 
+def visible_faces(
+    xy: torch.Tensor,
+    z: torch.Tensor,
+    faces: torch.Tensor,
+    height: int,
+    width: int,
+    *,
+    cull_backfaces: bool = False,
+    near: float = 1e-3,
+    max_pairs: int = DEFAULT_MAX_PAIRS,
+) -> torch.Tensor:
+    """Only the z-buffer pass: face id per pixel (B, H, W), -1 on background; no gradients.
+
+    For callers that need coverage or ids but not barycentrics (hard masks, silhouettes).
+    """
+    faces = faces.to(device=xy.device, dtype=torch.long)
+    return _visible_faces(xy.detach(), z.detach(), faces, height, width, cull_backfaces, near, max_pairs)
+
+
 def _visible_faces(
     xy: torch.Tensor,
     z: torch.Tensor,

@@ -30,7 +30,7 @@ from __future__ import annotations
 import torch
 
 from avatarcli.render.camera import Camera
-from avatarcli.render.rasterizer import broadcast_to_cameras, check_mesh, rasterize_screen
+from avatarcli.render.rasterizer import broadcast_to_cameras, check_mesh, visible_faces
 
 DEFAULT_MAX_PAIRS = 1 << 21
 
@@ -129,9 +129,7 @@ def _distance_silhouette(
     camera = camera.expand(batch).to(vertices.device)
     height, width = camera.height, camera.width
     xy, z = camera.project(vertices)
-    hard = rasterize_screen(
-        xy.detach(), z.detach(), faces, height, width, cull_backfaces=True, near=near
-    ).mask
+    hard = visible_faces(xy, z, faces, height, width, cull_backfaces=True, near=near) >= 0
     far = torch.full((batch * height * width,), 1e4, dtype=xy.dtype, device=xy.device)
     sign = hard.reshape(-1).to(xy.dtype) * 2.0 - 1.0
     if faces.shape[0] == 0 or num_vertices == 0:
