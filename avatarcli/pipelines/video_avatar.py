@@ -1,0 +1,763 @@
+"""``avatar create --video`` / ``avatar merge --neural``: a neural avatar from a clip or many frames.
+
+StylePeople §3.2 (and D²G-Net's setting) without pretrained weights:
+
+1. frames: decode the video (or take the images), subsample (``every`` / ``max_frames``);
+2. perceive every frame; frames without a (whole) person are skipped and reported;
+3. fit the body to all frames with **one shared shape** (in chunks for long clips);
+4. RGB texture from the frames with the photo path (:func:`avatarcli.texture.build.build_rgb_texture`);
+   it initialises the first 3 neural channels and is stored as the RGB fallback, and its
+   per-texel visibility tells which body regions the clip never showed;
+5. jointly optimise the neural texture and a small from-scratch renderer
+   (:mod:`avatarcli.nets.video_renderer`) against the frames: L1 + SSIM + Dice mask
+   (no LPIPS: its VGG weights are not available);
+6. avatar file: ``textures["neural"]`` (C, T, T) float16, ``textures["rgb"]``, ``renderer`` =
+   ``{"kind": "video_unet", "config", "state_dict"}``; :func:`frame_renderer_for` draws it.
+
+Resumable: the fitted frames and the optimisation state are checkpointed to
+``<output>.train.pt`` (every ``checkpoint_every`` steps and on Ctrl-C); rerunning the same
+command with the same inputs continues from there. The checkpoint is removed once the avatar
+is written unless ``keep_checkpoint``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from avatarcli._version import __version__
+from avatarcli.errors import UserError
+
+#: ``Avatar.renderer["kind"]`` of avatars made here
+RENDERER_KIND = "video_unet"
+CHECKPOINT_FORMAT = "avatarcli-video-train"
+#: a body region counts as "never seen" below this share of its texels sampled from the frames
+UNSEEN_SHARE = 0.05
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass
+class VideoAvatarOptions:
+    """Everything that changes the avatar (recorded in its provenance)."""
+
+    body: str = "anny"
+    smplx_dir: str | None = None
+    every: int = 1
+    max_frames: int = 60
+    masks: list[str] | None = None  # one person mask per input frame (frames input only)
+    resolution: int = 512  # frames larger than this (longest side) are downscaled for training
+    fit_iters: int = 150
+    fit_chunk: int = 0  # fit this many frames per chunk (0: all together)
+    pose_coupling: float = 1.0  # pull per-frame body poses together (1 for turnarounds, 0 for free motion)
+    texture_size: int = 256
+    texture_channels: int = 8
+    renderer_width: int = 24
+    renderer_depth: int = 3
+    pose_channels: str = "none"  # "none" | "normals" (D²G-Net-style pose conditioning)
+    refine_steps: int = 32  # RGB-texture refinement before neural training
+    fill: str = "mirror+back+harmonic"
+    steps: int = 400
+    batch: int = 2
+    patch: int = 128
+    lr_texture: float = 0.01
+    lr_renderer: float = 2e-3
+    ssim_weight: float = 0.5
+    dice_weight: float = 0.5
+    checkpoint_every: int = 50
+    keep_checkpoint: bool = False
+    seed: int = 0
+    overwrite: bool = False
+
+    def check(self) -> None:
+        from avatarcli.nets.video_renderer import POSE_CHANNELS
+
+        if self.pose_channels not in POSE_CHANNELS:
+            raise UserError(f"--pose-channels must be one of {', '.join(POSE_CHANNELS)}")
+        if self.texture_size not in (128, 256, 512, 1024):
+            raise UserError(f"--texture-size must be 128, 256, 512 or 1024, not {self.texture_size}")
+        if self.texture_channels < 3:
+            raise UserError("--texture-channels must be ≥ 3")
+        if self.steps < 0 or self.fit_iters < 1 or self.batch < 1 or self.patch < 16:
+            raise UserError("--steps ≥ 0, --fit-iters ≥ 1, --batch ≥ 1 and --patch ≥ 16 please")
+        if self.every < 1 or self.max_frames < 1 or self.resolution < 32:
+            raise UserError("--every ≥ 1, --max-frames ≥ 1 and --resolution ≥ 32 please")
+
+    def train_settings(self):
+        from avatarcli.pipelines.video_training import TrainSettings
+
+        return TrainSettings(
+            steps=self.steps,
+            batch=self.batch,
+            patch=self.patch,
+            lr_texture=self.lr_texture,
+            lr_renderer=self.lr_renderer,
+            ssim_weight=self.ssim_weight,
+            dice_weight=self.dice_weight,
+            checkpoint_every=self.checkpoint_every,
+        )
+
+    def renderer_config(self):
+        from avatarcli.nets.video_renderer import VideoRendererConfig
+
+        return VideoRendererConfig(
+            texture_channels=self.texture_channels,
+            pose_channels=self.pose_channels,
+            width=self.renderer_width,
+            depth=self.renderer_depth,
+        )
+
+    def identity(self) -> dict:
+        """The options a checkpoint must agree on to be continued (not the step budget)."""
+        skip = {"steps", "checkpoint_every", "keep_checkpoint", "overwrite", "smplx_dir"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+@dataclass
+class VideoAvatarResult:
+    avatar: Path
+    frames_used: list[str]
+    frames_skipped: list[dict]  # {"frame", "reason"}
+    psnr: float  # mean over the used frames, person mask ∩ body render
+    ssim: float
+    mask_iou: float
+    loss_first: float | None
+    loss_last: float | None
+    steps: int
+    resumed_from_step: int | None
+    unseen_regions: list[str]
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["avatar"] = str(self.avatar)
+        return d
+
+
+# --------------------------------------------------------------------------------- fitted frames
+@dataclass
+class FittedFrames:
+    """Frames at the working resolution with the fitted body: the training set of the avatar."""
+
+    names: list[str]
+    shape: torch.Tensor  # (1, S) shared
+    poses: torch.Tensor  # (N, 55, 3)
+    transl: torch.Tensor  # (N, 3)
+    cameras: list  # avatarcli.render.Camera per frame, at the working resolution
+    photos: list[torch.Tensor]  # (1, 3, H, W) [0, 1]
+    masks: list[torch.Tensor]  # (1, H, W) [0, 1] person masks
+    source_sizes: list[tuple[int, int]]  # (width, height) of the original frames
+    quality: list[dict] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def vertices(self, body, index: int) -> torch.Tensor:
+        with torch.no_grad():
+            out = body(
+                shape=self.shape, pose=self.poses[index : index + 1], transl=self.transl[index : index + 1]
+            )
+        return out.vertices.detach()
+
+    def to_record(self) -> dict:
+        cams = [
+            {"K": c.K[0], "R": c.R[0], "t": c.t[0], "width": c.width, "height": c.height}
+            for c in self.cameras
+        ]
+        return {
+            "names": list(self.names),
+            "shape": self.shape,
+            "poses": self.poses,
+            "transl": self.transl,
+            "cameras": cams,
+            "photos": [(p[0] * 255).round().to(torch.uint8) for p in self.photos],
+            "masks": [(m[0] * 255).round().to(torch.uint8) for m in self.masks],
+            "source_sizes": [list(s) for s in self.source_sizes],
+            "quality": json.loads(json.dumps(self.quality, default=_json_default)),
+        }
+
+    @classmethod
+    def from_record(cls, data: dict) -> FittedFrames:
+        from avatarcli.render import Camera
+
+        cams = [Camera(c["K"], c["R"], c["t"], int(c["width"]), int(c["height"])) for c in data["cameras"]]
+        return cls(
+            names=list(data["names"]),
+            shape=data["shape"],
+            poses=data["poses"],
+            transl=data["transl"],
+            cameras=cams,
+            photos=[p.float()[None] / 255.0 for p in data["photos"]],
+            masks=[m.float()[None] / 255.0 for m in data["masks"]],
+            source_sizes=[tuple(s) for s in data["source_sizes"]],
+            quality=list(data.get("quality") or []),
+        )
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)
+
+
+def _resize(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(1, C, H, W) → (1, C, h, w) with antialiasing (downscaling only is expected)."""
+    if tuple(image.shape[-2:]) == size:
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def fitted_frames_from_fits(perceptions, fits, resolution: int) -> FittedFrames:
+    """Scale photos, masks and cameras of fitted perceptions to the working ``resolution``."""
+    photos, masks, cameras, sizes = [], [], [], []
+    for p, fit in zip(perceptions, fits, strict=True):
+        width, height = p.width, p.height
+        factor = min(1.0, resolution / max(width, height))
+        size = (round(height * factor), round(width * factor))
+        photo = torch.from_numpy(np.array(p.image, copy=True)).permute(2, 0, 1)[None].float() / 255.0
+        mask = torch.from_numpy(np.asarray(p.mask, np.float32))[None, None]
+        photos.append(_resize(photo, size).clamp(0, 1))
+        masks.append(_resize(mask, size).clamp(0, 1)[:, 0])
+        camera = fit.camera()
+        cameras.append(camera.scale(factor) if factor != 1.0 else camera)
+        sizes.append((width, height))
+    shape = torch.as_tensor(np.asarray(fits[0].shape, np.float32))[None]
+    return FittedFrames(
+        names=[Path(p.image_path).name for p in perceptions],
+        shape=shape,
+        poses=torch.stack([torch.as_tensor(np.asarray(f.pose, np.float32)) for f in fits]),
+        transl=torch.stack([torch.as_tensor(np.asarray(f.transl, np.float32)) for f in fits]),
+        cameras=cameras,
+        photos=photos,
+        masks=masks,
+        source_sizes=sizes,
+        quality=[f.quality for f in fits],
+    )
+
+
+def fit_frames(perceptions, body, opts: VideoAvatarOptions, say: ProgressFn) -> list:
+    """Fit all frames with one shared shape; long clips in chunks whose shapes are averaged.
+
+    Fitting all frames in one batch shares the shape exactly but costs time linear in the clip
+    and memory with it; chunks bound the memory. Averaging the chunks' shapes (all fitted with
+    the same priors) moves each frame's fit slightly off its optimum; the renderer absorbs
+    small misalignments.
+    """
+    from avatarcli.fitting import FitSettings, fit_perceptions
+
+    settings = FitSettings(iters=opts.fit_iters, seed=opts.seed, pose_coupling=opts.pose_coupling)
+    chunk = opts.fit_chunk if opts.fit_chunk > 0 else len(perceptions)
+    groups = [perceptions[i : i + chunk] for i in range(0, len(perceptions), chunk)]
+    fits = []
+    for k, group in enumerate(groups):
+        fits.extend(
+            fit_perceptions(
+                group,
+                body,
+                settings=settings,
+                progress=lambda s, d, t, k=k: say(f"fit {k + 1}/{len(groups)}: {s}", d, t),
+            )
+        )
+    if len(groups) > 1:
+        mean_shape = np.mean([np.asarray(f.shape, np.float32) for f in fits], axis=0)
+        for f in fits:
+            f.shape = mean_shape.copy()
+    return fits
+
+
+def perceive_frames(paths: Sequence[Path], masks: Sequence[str | None], say: ProgressFn):
+    """Perceive every frame; frames without a whole person are skipped with their reason."""
+    from avatarcli.perception import perceive
+
+    kept, skipped = [], []
+    for i, (path, mask) in enumerate(zip(paths, masks, strict=True)):
+        say("perception", i, len(paths))
+        try:
+            kept.append(perceive(path, mask=mask))
+        except UserError as exc:
+            skipped.append({"frame": Path(path).name, "reason": str(exc)})
+    say("perception", len(paths), len(paths))
+    return kept, skipped
+
+
+# ------------------------------------------------------------------------------ texture + model
+def rgb_texture_for_frames(
+    body, frames: FittedFrames, indices: Sequence[int], opts: VideoAvatarOptions, say=None
+):
+    """The photo-path texture (:class:`~avatarcli.texture.build.RGBTexture`) of the chosen frames."""
+    from avatarcli.texture import body_texel_maps
+    from avatarcli.texture.build import TextureView, build_rgb_texture
+
+    report = say or (lambda *_: None)
+    size = opts.texture_size if opts.texture_size in (256, 512, 1024) else 256
+    views = [
+        TextureView(frames.vertices(body, i), frames.cameras[i], frames.photos[i], frames.masks[i] > 0.5)
+        for i in indices
+    ]
+    return build_rgb_texture(
+        body, views, texture_size=size, fill_method=opts.fill, refine_steps=opts.refine_steps,
+        maps=body_texel_maps(body, size, frames.shape),
+        progress=lambda message: report(f"texture: {message}", 0, 1),
+    )  # fmt: skip
+
+
+def initial_neural_texture(rgb: torch.Tensor, channels: int, size: int) -> torch.Tensor:
+    """(1, C, T, T): colour in the first three channels, zeros in the rest (the renderer learns them)."""
+    colour = rgb[None].float()
+    if colour.shape[-1] != size:
+        colour = F.interpolate(colour, size=(size, size), mode="bilinear", align_corners=True)
+    extra = torch.zeros(1, channels - 3, size, size)
+    return torch.cat([colour, extra], 1)
+
+
+def unseen_regions(body, frames: FittedFrames, indices: Sequence[int], size: int = 128) -> list[str]:
+    """Body regions (part, front/back) of which under 5 % of the surface was visible in any frame.
+
+    Uses per-texel visibility (in frame, facing the camera, not occluded), which unlike the
+    sampled-texel mask does not depend on the frames' resolution.
+    """
+    from avatarcli.body.parts import PART_NAMES
+    from avatarcli.render import rasterize, rasterize_uv, texel_geometry, texel_visibility
+
+    device = frames.shape.device
+    uv_frags = rasterize_uv(body.uv.to(device), body.uv_faces.to(device), size)
+    with torch.no_grad():
+        rest = texel_geometry(
+            body.rest(frames.shape).vertices, body.faces, body.uv, body.uv_faces, size, uv_fragments=uv_frags
+        )
+        seen = torch.zeros(size, size, dtype=torch.bool, device=device)
+        for i in indices:
+            verts = frames.vertices(body, i)
+            geo = texel_geometry(verts, body.faces, body.uv, body.uv_faces, size, uv_fragments=uv_frags)
+            fragments = rasterize(verts, body.faces, frames.cameras[i], cull_backfaces=True)
+            seen |= texel_visibility(geo, frames.cameras[i], fragments)[0]
+    layout = rest.mask
+    parts = body.part_ids.to(device)[rest.face_index.clamp_min(0)]
+    front = rest.normal[0, ..., 2] > 0
+    regions = []
+    for pid, name in enumerate(PART_NAMES):
+        for side, selector in (("front", front), ("back", ~front)):
+            texels = (parts == pid) & layout & selector
+            count = int(texels.sum())
+            if count >= 10 and float((seen & texels).sum()) / count < UNSEEN_SHARE:
+                regions.append(f"{name.replace('_', ' ')} ({side})")
+    return regions
+
+
+def frame_targets(
+    body, frames: FittedFrames, indices: Sequence[int], normals: bool, margin: int = 8, minimum: int = 64
+):
+    """Rasterise each chosen frame once, cropped to the person (body render ∪ person mask)."""
+    from avatarcli.pipelines.video_training import FrameTarget, person_window, rasterize_frame
+
+    targets = []
+    for i in indices:
+        cam = frames.cameras[i]
+        verts = frames.vertices(body, i)
+        full = rasterize_frame(body, verts, cam, normals=False)
+        window = person_window([full.mask[0, 0], frames.masks[i][0]], cam.width, cam.height, margin, minimum)
+        inputs = rasterize_frame(body, verts, cam, normals=normals, window=window)
+        left, top, w, h = window
+        photo = frames.photos[i][..., top : top + h, left : left + w]
+        person = frames.masks[i][:, None, top : top + h, left : left + w]
+        targets.append(FrameTarget(inputs, photo, person))
+    return targets
+
+
+# ------------------------------------------------------------------------------------- scoring
+def score_render(rgb, alpha, coverage, photo, person) -> dict[str, float]:
+    """PSNR/SSIM inside (person mask ∩ body render) with the photo outside, and mask IoU.
+
+    The same region as :func:`avatarcli.pipelines.create.input_view_scores`, so RGB and neural
+    avatars are judged on the same pixels.
+    """
+    from avatarcli.texture import psnr, ssim
+
+    region = coverage.bool() & (person > 0.5)
+    image = torch.where(region, rgb.clamp(0, 1), photo)
+    pred_mask, true_mask = alpha > 0.5, person > 0.5
+    union = float((pred_mask | true_mask).sum())
+    iou = float((pred_mask & true_mask).sum()) / union if union else float("nan")
+    if not bool(region.any()):
+        return {"psnr": float("nan"), "ssim": float("nan"), "iou": iou}
+    return {"psnr": float(psnr(image, photo, region)), "ssim": float(ssim(image, photo, region)), "iou": iou}
+
+
+def score_frames(model, body, frames: FittedFrames, indices: Sequence[int]) -> list[dict[str, float]]:
+    """Render each chosen frame in full with the neural avatar and score it against the photo."""
+    from avatarcli.pipelines.video_training import rasterize_frame
+
+    scores = []
+    with torch.no_grad():
+        for i in indices:
+            inputs = rasterize_frame(
+                body, frames.vertices(body, i), frames.cameras[i], normals=model.wants_normals
+            )
+            rgb, alpha = model(inputs)
+            scores.append(score_render(rgb, alpha, inputs.mask, frames.photos[i], frames.masks[i][:, None]))
+    return scores
+
+
+# ---------------------------------------------------------------------------------- checkpoints
+def checkpoint_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".train.pt")
+
+
+def _checkpoint_key(frame_hashes: Sequence[str], opts: VideoAvatarOptions) -> str:
+    text = json.dumps({"frames": list(frame_hashes), "options": opts.identity()}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _save_checkpoint(path: Path, payload: dict) -> None:
+    from avatarcli.io_utils import atomic_write
+
+    with atomic_write(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def _load_checkpoint(path: Path, key: str, warnings: list[str]) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # a damaged checkpoint (killed mid-write cannot happen: atomic) is ignored
+        warnings.append(f"{path.name}: unreadable training checkpoint, starting over")
+        return None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        warnings.append(f"{path.name} is not a video-avatar checkpoint; starting over")
+        return None
+    if data.get("key") != key:
+        warnings.append(f"{path.name} was made from other frames or options; starting over")
+        return None
+    return data
+
+
+# ------------------------------------------------------------------------------------ the job
+def create_video_avatar(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    opts: VideoAvatarOptions | None = None,
+    *,
+    device: torch.device | str = "cpu",
+    progress: ProgressFn | None = None,
+) -> VideoAvatarResult:
+    """A video path or a list of frame paths → a neural avatar file (see the module docstring)."""
+    from avatarcli.body import load_body
+    from avatarcli.io_utils import sha256_file
+    from avatarcli.pipelines.video_frames import collect_frames
+    from avatarcli.pipelines.video_training import NeuralAvatarModel, TrainState, train_steps
+
+    opts = opts or VideoAvatarOptions()
+    opts.check()
+    target = Path(output)
+    if target.suffix.lower() != ".pt":
+        target = target / f"{Path(inputs if isinstance(inputs, (str, os.PathLike)) else inputs[0]).stem}.pt"
+    if target.exists() and not opts.overwrite:
+        raise UserError(f"{target} already exists; pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    say = progress or (lambda *_: None)
+    torch.manual_seed(opts.seed)
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    body = load_body(opts.body, model_dir=opts.smplx_dir)
+    ckpt_file = checkpoint_path(target)
+
+    with tempfile.TemporaryDirectory(prefix="avatar-frames-") as tmp:
+        frame_list = collect_frames(inputs, Path(tmp), every=opts.every, max_frames=opts.max_frames)
+        if opts.masks is not None:
+            if frame_list.source != "frames":
+                raise UserError("--mask files go with image frames, not with a video")
+            count = frame_list.total
+            if len(opts.masks) != count:
+                raise UserError(f"{len(opts.masks)} masks for {count} frames; give one mask per frame")
+            masks = [opts.masks[i] for i in frame_list.source_index]
+        else:
+            masks = [None] * len(frame_list.paths)
+        frame_hashes = {p.name: sha256_file(p) for p in frame_list.paths}
+        hashes = list(frame_hashes.values()) + [sha256_file(m) for m in masks if m]
+        key = _checkpoint_key(hashes, opts)
+        ckpt = _load_checkpoint(ckpt_file, key, warnings)
+
+        if ckpt is not None:
+            frames = FittedFrames.from_record(ckpt["frames"])
+            skipped = list(ckpt["skipped"])
+            rgb_texture, known = ckpt["rgb_texture"].float() / 255.0, ckpt["known"].bool()
+        else:
+            t0 = time.perf_counter()
+            perceptions, skipped = perceive_frames(frame_list.paths, masks, say)
+            timings["perception"] = time.perf_counter() - t0
+            if not perceptions:
+                raise UserError(
+                    f"no frame of {frame_list.source} shows a whole person "
+                    f"({len(skipped)} tried; first: {skipped[0]['reason'] if skipped else 'none'})"
+                )
+            t0 = time.perf_counter()
+            fits = fit_frames(perceptions, body, opts, say)
+            frames = fitted_frames_from_fits(perceptions, fits, opts.resolution)
+            for f in fits:
+                warnings.extend(f.warnings)
+            timings["fitting"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            built = rgb_texture_for_frames(body, frames, range(len(frames)), opts, say)
+            rgb_texture, known = built.texture.cpu(), built.seen.cpu()
+            timings["rgb_texture"] = time.perf_counter() - t0
+    if len(skipped) > len(frames):
+        warnings.append(
+            f"{len(skipped)} of {len(skipped) + len(frames)} frames show no whole person; skipped them"
+        )
+    regions = unseen_regions(body, frames, range(len(frames)))
+    if regions:
+        warnings.append("never seen in the frames (guessed): " + ", ".join(regions))
+
+    base = {
+        "format": CHECKPOINT_FORMAT,
+        "key": key,
+        "frames": frames.to_record(),
+        "skipped": skipped,
+        "rgb_texture": (rgb_texture * 255).round().to(torch.uint8),
+        "known": known.to(torch.uint8),
+    }
+    if ckpt is None:
+        _save_checkpoint(ckpt_file, base)  # fitting is the slow part: never redo it
+
+    # ---- joint optimisation of neural texture + renderer
+    t0 = time.perf_counter()
+    config = opts.renderer_config()
+    model = NeuralAvatarModel(
+        initial_neural_texture(rgb_texture, config.texture_channels, opts.texture_size), config
+    )
+    state = None
+    resumed_from = None
+    if ckpt is not None and "model" in ckpt:
+        model.load_state_dict(ckpt["model"])
+        state = TrainState(int(ckpt["step"]), ckpt["optimizer"], ckpt["rng"], list(ckpt["history"]))
+        resumed_from = state.step
+    model.to(device)
+    targets = frame_targets(
+        body.to(device), _frames_to(frames, device), range(len(frames)), model.wants_normals
+    )
+
+    def save_state(s: TrainState) -> None:
+        model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        _save_checkpoint(
+            ckpt_file,
+            {
+                **base,
+                "model": model_state,
+                "optimizer": _to_cpu(s.optimizer),
+                "rng": s.rng,
+                "step": s.step,
+                "history": s.history,
+            },
+        )
+
+    state = train_steps(
+        model,
+        targets,
+        opts.train_settings(),
+        state=state,
+        on_checkpoint=save_state,
+        progress=say,
+        seed=opts.seed,
+    )
+    timings["training"] = time.perf_counter() - t0
+
+    # ---- scores, avatar file
+    t0 = time.perf_counter()
+    say("score", 0, 1)
+    scores = score_frames(model, body, _frames_to(frames, device), range(len(frames)))
+    avatar = _avatar(body, frames, model, rgb_texture, known, opts, frame_hashes, frame_list, state)
+    from avatarcli.avatar_file import save_avatar
+
+    save_avatar(avatar, target, overwrite=opts.overwrite)
+    if not opts.keep_checkpoint:
+        ckpt_file.unlink(missing_ok=True)
+    else:
+        save_state(state)
+    timings["save"] = time.perf_counter() - t0
+    history = state.history
+    return VideoAvatarResult(
+        avatar=target,
+        frames_used=list(frames.names),
+        frames_skipped=skipped,
+        psnr=round(float(np.nanmean([s["psnr"] for s in scores])), 2),
+        ssim=round(float(np.nanmean([s["ssim"] for s in scores])), 4),
+        mask_iou=round(float(np.nanmean([s["iou"] for s in scores])), 4),
+        loss_first=round(history[0]["loss"], 4) if history else None,
+        loss_last=round(history[-1]["loss"], 4) if history else None,
+        steps=state.step,
+        resumed_from_step=resumed_from,
+        unseen_regions=regions,
+        warnings=warnings,
+        seconds=round(time.perf_counter() - t_start, 2),
+        timings={k: round(v, 2) for k, v in timings.items()},
+    )
+
+
+def _frames_to(frames: FittedFrames, device: torch.device) -> FittedFrames:
+    if device.type == "cpu":
+        return frames
+    return FittedFrames(
+        frames.names,
+        frames.shape.to(device),
+        frames.poses.to(device),
+        frames.transl.to(device),
+        [c.to(device) for c in frames.cameras],
+        [p.to(device) for p in frames.photos],
+        [m.to(device) for m in frames.masks],
+        frames.source_sizes,
+        frames.quality,
+    )
+
+
+def _to_cpu(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(v) for v in value]
+    return value
+
+
+def _avatar(body, frames: FittedFrames, model, rgb_texture, known, opts, hashes, frame_list, state):
+    from avatarcli.avatar_file import Avatar
+    from avatarcli.nets.video_renderer import renderer_record
+
+    views = []
+    for i, name in enumerate(frames.names):
+        width, height = frames.source_sizes[i]
+        factor = width / frames.cameras[i].width
+        cam = frames.cameras[i].scale(factor)
+        views.append(
+            {
+                "image_name": name,
+                "pose": frames.poses[i].cpu(),
+                "transl": frames.transl[i].cpu(),
+                "K": cam.K[0].cpu(),
+                "R": cam.R[0].cpu(),
+                "t": cam.t[0].cpu(),
+                "width": int(width),
+                "height": int(height),
+            }
+        )
+    rgb = (rgb_texture.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
+    return Avatar(
+        body_backend=body.name,
+        body_model_id=body.model_id,
+        shape=frames.shape[0].cpu(),
+        uv_layout=body.name,
+        textures={
+            "rgb": rgb,
+            "known": known.to(torch.uint8) * 255,
+            "neural": model.texture.detach()[0].cpu().to(torch.float16),
+        },
+        views=views,
+        renderer=renderer_record(model.renderer.cpu(), RENDERER_KIND),
+        provenance={
+            "method": "video",
+            "seed": opts.seed,
+            "tool_version": __version__,
+            "source": frame_list.source,
+            "inputs": [{"name": n, "sha256": hashes.get(n, "")} for n in frames.names],
+            "params": {k: v for k, v in asdict(opts).items() if k not in ("overwrite",)},
+            "train_steps": state.step,
+            "fit_quality": json.loads(json.dumps(frames.quality, default=_json_default)),
+        },
+    )
+
+
+# --------------------------------------------------------------------------------- animation
+@dataclass
+class VideoFrameRenderer:
+    """Draws a video avatar: posed body → neural texture + renderer → frames over a background."""
+
+    body: object
+    model: object  # NeuralAvatarModel
+    background: tuple[float, float, float] | torch.Tensor
+
+    def __call__(self, vertices: torch.Tensor, camera) -> np.ndarray:
+        from avatarcli.pipelines.video_training import matte, rasterize_frame
+        from avatarcli.render import Camera
+
+        batch = vertices.shape[0]
+        camera = camera.expand(batch)
+        frames = []
+        with torch.no_grad():
+            for b in range(batch):  # one at a time bounds memory at any resolution
+                cam = Camera(camera.K[b], camera.R[b], camera.t[b], camera.width, camera.height)
+                inputs = rasterize_frame(
+                    self.body, vertices[b : b + 1], cam, normals=self.model.wants_normals
+                )
+                rgb, alpha = self.model(inputs)
+                alpha = matte(alpha)
+                bg = _background(self.background, b, rgb)
+                frames.append(rgb.clamp(0, 1) * alpha + bg * (1 - alpha))
+        image = torch.cat(frames, 0)
+        return (image * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+def _background(background, index: int, like: torch.Tensor) -> torch.Tensor:
+    if isinstance(background, torch.Tensor) and background.dim() == 4:
+        bg = background[min(index, background.shape[0] - 1) : min(index, background.shape[0] - 1) + 1]
+        return bg.to(like)
+    colour = torch.as_tensor(background, dtype=like.dtype, device=like.device).reshape(-1)
+    if colour.numel() == 1:
+        colour = colour.repeat(3)
+    return colour.view(1, 3, 1, 1)
+
+
+def is_video_avatar(avatar) -> bool:
+    return isinstance(avatar.renderer, dict) and avatar.renderer.get("kind") == RENDERER_KIND
+
+
+def model_from_avatar(avatar, device: torch.device | str = "cpu"):
+    """Rebuild the trained texture + renderer pair from an avatar file's plain data."""
+    from avatarcli.errors import AvatarFormatError
+    from avatarcli.nets.video_renderer import VideoRendererConfig, renderer_from_record
+    from avatarcli.pipelines.video_training import NeuralAvatarModel
+
+    if not is_video_avatar(avatar):
+        raise AvatarFormatError(
+            "this avatar has no video-avatar renderer; recreate it with avatar create --video"
+        )
+    if "neural" not in avatar.textures:
+        raise AvatarFormatError("the video avatar has no neural texture; the file is damaged")
+    config = VideoRendererConfig.from_dict(dict(avatar.renderer["config"]))
+    texture = avatar.textures["neural"].float()[None]
+    model = NeuralAvatarModel(texture, config)
+    try:
+        model.renderer.load_state_dict(renderer_from_record(avatar.renderer).state_dict())
+    except RuntimeError as exc:
+        raise AvatarFormatError(f"the avatar's renderer weights do not match its config: {exc}") from exc
+    return model.to(device).eval()
+
+
+def frame_renderer_for(avatar, body, device: torch.device | str, background) -> VideoFrameRenderer:
+    """The FrameRenderer for avatars whose ``renderer["kind"]`` is ``"video_unet"``.
+
+    ``background``: a grey level, an RGB triple, or an image as (H, W, 3) numpy float in [0, 1]
+    or a (1 or B, 3, H, W) tensor.
+    """
+    device = torch.device(device)
+    if isinstance(background, np.ndarray):
+        background = torch.from_numpy(background).permute(2, 0, 1)[None].float()
+    if isinstance(background, torch.Tensor):
+        background = background.to(device)
+    return VideoFrameRenderer(body.to(device), model_from_avatar(avatar, device), background)

@@ -1,0 +1,273 @@
+"""Evaluate neural video avatars (no pretrained weights) against the RGB-texture avatar.
+
+    python benchmarks/eval_video_avatar.py [--quick] [--json] [--only iper|octopus] [--pose-compare]
+
+Cases (issue #8 items 4–5; target for the neural avatar: held-out PSNR ≥ 26 dB, SSIM ≥ 0.93,
+and better than the RGB avatar):
+
+* iPER 360° turn GIF (512², 53 frames, no masks: the person masks are mediapipe's): train on
+  the even frames, score the odd ones. ``--quick``: every 4th frame each (0, 4, … / 1, 5, …) at
+  256 px.
+* octopus 8 views with their segmentation masks, leave-one-out: train on 7, score the 8th.
+  ``--quick``: folds 0 and 4 (front and back) at 256 px.
+
+Both avatars share one body fit over all frames (held-out frames included: the pose of the
+frame to render is given, as in novel-view evaluation). Scores: PSNR/SSIM inside (person
+mask ∩ body render), the photo elsewhere (as ``avatar create`` reports), and the IoU of the
+avatar's silhouette (body render for RGB, renderer alpha > 0.5 for neural) with the person mask.
+``--pose-compare`` also trains the renderer with camera-space normals as extra input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+GIF = DATA / "video" / "iper_023_1_1_turnaround.gif"
+OCTO = DATA / "photos" / "octopus_multiview"
+
+
+def _mean(rows: list[dict], key: str) -> float:
+    return round(float(np.nanmean([r[key] for r in rows])), 4) if rows else float("nan")
+
+
+def fit_all(paths, masks, body, opts, tmp_say=None):
+    from avatarcli.pipelines.video_avatar import fit_frames, fitted_frames_from_fits, perceive_frames
+
+    say = tmp_say or (lambda *_: None)
+    perceptions, skipped = perceive_frames(paths, masks, say)
+    t0 = time.perf_counter()
+    fits = fit_frames(perceptions, body, opts, say)
+    frames = fitted_frames_from_fits(perceptions, fits, opts.resolution)
+    kept = [Path(p.image_path).name for p in perceptions]
+    return frames, kept, skipped, time.perf_counter() - t0
+
+
+def rgb_scores(body, frames, built, indices) -> list[dict]:
+    from avatarcli.pipelines.video_avatar import score_render
+    from avatarcli.render import render_textured
+
+    rows = []
+    with torch.no_grad():
+        for i in indices:
+            img, cover = render_textured(
+                frames.vertices(body, i),
+                body.faces,
+                body.uv,
+                body.uv_faces,
+                built.texture[None],
+                frames.cameras[i],
+            )
+            rows.append(score_render(img, cover, cover, frames.photos[i], frames.masks[i][:, None]))
+    return rows
+
+
+def neural_run(body, frames, built, train, test, opts) -> tuple[list[dict], float, dict]:
+    from avatarcli.pipelines.video_avatar import frame_targets, initial_neural_texture, score_frames
+    from avatarcli.pipelines.video_training import NeuralAvatarModel, full_frame_loss, train_steps
+
+    torch.manual_seed(opts.seed)
+    config = opts.renderer_config()
+    model = NeuralAvatarModel(
+        initial_neural_texture(built.texture, config.texture_channels, opts.texture_size), config
+    )
+    targets = frame_targets(body, frames, train, model.wants_normals)
+    settings = opts.train_settings()
+    before = full_frame_loss(model, targets, settings)
+    t0 = time.perf_counter()
+    train_steps(model, targets, settings, seed=opts.seed)
+    seconds = time.perf_counter() - t0
+    after = full_frame_loss(model, targets, settings)
+    return (
+        score_frames(model, body, frames, test),
+        seconds,
+        {"train_loss_before": round(before, 4), "train_loss_after": round(after, 4)},
+    )
+
+
+def evaluate_split(name, body, frames, train, test, opts, variants) -> dict:
+    from avatarcli.pipelines.video_avatar import rgb_texture_for_frames
+
+    t0 = time.perf_counter()
+    built = rgb_texture_for_frames(body, frames, train, opts)
+    rgb_seconds = time.perf_counter() - t0
+    rgb = rgb_scores(body, frames, built, test)
+    row = {
+        "case": name,
+        "train_frames": len(train),
+        "test_frames": len(test),
+        "rgb": {
+            "psnr": _mean(rgb, "psnr"),
+            "ssim": _mean(rgb, "ssim"),
+            "iou": _mean(rgb, "iou"),
+            "seconds": round(rgb_seconds, 1),
+        },
+    }
+    for label, variant in variants:
+        scores, seconds, losses = neural_run(body, frames, built, train, test, variant)
+        row[label] = {
+            "psnr": _mean(scores, "psnr"),
+            "ssim": _mean(scores, "ssim"),
+            "iou": _mean(scores, "iou"),
+            "seconds": round(seconds, 1),
+            **losses,
+        }
+    return row
+
+
+def eval_iper(body, opts, variants, quick: bool, tmp: Path) -> list[dict]:
+    import imageio.v2 as imageio
+
+    if not GIF.exists():
+        return []
+    frames_np = imageio.mimread(GIF, memtest=False)
+    step = 4 if quick else 2
+    wanted = [i for i in range(len(frames_np)) if i % step in (0, 1)]
+    paths = []
+    for i in wanted:
+        path = tmp / f"iper_{i:03d}.png"
+        imageio.imwrite(path, np.asarray(frames_np[i])[..., :3])
+        paths.append(path)
+    frames, kept, skipped, fit_seconds = fit_all(paths, [None] * len(paths), body, opts)
+    index = {name: k for k, name in enumerate(kept)}
+    train = [index[f"iper_{i:03d}.png"] for i in wanted if i % step == 0 and f"iper_{i:03d}.png" in index]
+    test = [index[f"iper_{i:03d}.png"] for i in wanted if i % step == 1 and f"iper_{i:03d}.png" in index]
+    row = evaluate_split("iPER turn: even → odd", body, frames, train, test, opts, variants)
+    row["fit_seconds"] = round(fit_seconds, 1)
+    row["skipped"] = skipped
+    return [row]
+
+
+def eval_octopus(body, opts, variants, folds: list[int]) -> list[dict]:
+    paths = [OCTO / "frames" / f"{i:04d}.png" for i in range(8)]
+    masks = [str(OCTO / "segmentations" / f"{i:04d}.png") for i in range(8)]
+    if not all(p.exists() for p in paths):
+        return []
+    frames, kept, skipped, fit_seconds = fit_all(paths, masks, body, opts)
+    rows = []
+    for k in folds:
+        train = [i for i in range(len(frames)) if i != k]
+        row = evaluate_split(f"octopus: hold out {k:04d}", body, frames, train, [k], opts, variants)
+        row["fit_seconds"] = round(fit_seconds, 1)
+        rows.append(row)
+    return rows
+
+
+def _summary(rows: list[dict], labels: list[str]) -> dict:
+    out = {}
+    for label in ["rgb", *labels]:
+        got = [r[label] for r in rows if label in r]
+        if got:
+            out[label] = {k: _mean(got, k) for k in ("psnr", "ssim", "iou")}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    from avatarcli.body import load_body
+    from avatarcli.pipelines.video_avatar import VideoAvatarOptions
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer frames, folds and steps at 256 px")
+    parser.add_argument("--only", choices=("iper", "octopus"), action="append")
+    parser.add_argument("--steps", type=int, default=None, help="training steps (default 400, quick 150)")
+    parser.add_argument(
+        "--fit-iters", type=int, default=None, help="fitting iterations (default 150, quick 60)"
+    )
+    parser.add_argument("--resolution", type=int, default=None, help="working resolution (512, quick 256)")
+    parser.add_argument("--folds", type=str, default=None, help="octopus folds, e.g. 0,4")
+    parser.add_argument("--pose-compare", action="store_true", help="also train with normals as input")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    if not DATA.exists():
+        print("../shared/data is not present; nothing to evaluate", file=sys.stderr)
+        return 0
+    quick = args.quick
+    opts = VideoAvatarOptions(
+        steps=args.steps or (150 if quick else 400),
+        fit_iters=args.fit_iters or (60 if quick else 150),
+        resolution=args.resolution or (256 if quick else 512),
+        refine_steps=16 if quick else 32,
+        patch=96 if quick else 128,
+    )
+    variants = [("neural", opts)]
+    if args.pose_compare:
+        variants.append(("neural_normals", replace(opts, pose_channels="normals")))
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else ([0, 4] if quick else list(range(8)))
+    body = load_body("anny")
+    only = set(args.only or ("iper", "octopus"))
+    result: dict = {
+        "quick": quick,
+        "options": {
+            k: getattr(opts, k)
+            for k in (
+                "steps",
+                "fit_iters",
+                "resolution",
+                "texture_size",
+                "texture_channels",
+                "renderer_width",
+                "renderer_depth",
+                "batch",
+                "patch",
+            )
+        },
+        "cpu_threads": torch.get_num_threads(),
+        "lpips": "not used (no LPIPS/VGG weights available)",
+    }
+    t_start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmpdir:
+        if "iper" in only:
+            result["iper"] = eval_iper(body, opts, variants, quick, Path(tmpdir))
+        if "octopus" in only:
+            result["octopus"] = eval_octopus(body, opts, variants, folds)
+    labels = [label for label, _ in variants]
+    if result.get("octopus"):
+        result["octopus_mean"] = _summary(result["octopus"], labels)
+    result["seconds"] = round(time.perf_counter() - t_start, 1)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    mode = "quick" if quick else "full"
+    print(f"video avatars, {mode} run: {result['options']}  (LPIPS not used: no weights)")
+    print("target for the neural avatar on held-out frames: PSNR ≥ 26 dB, SSIM ≥ 0.93, better than RGB")
+    header = f"  {'case':28s} {'avatar':15s} {'PSNR':>7s} {'SSIM':>7s} {'IoU':>7s} {'train s':>8s}"
+    for key in ("iper", "octopus"):
+        rows = result.get(key) or []
+        if not rows:
+            continue
+        print(header)
+        for r in rows:
+            for label in ["rgb", *labels]:
+                s = r.get(label)
+                if s:
+                    print(
+                        f"  {r['case']:28s} {label:15s} {s['psnr']:7.2f} {s['ssim']:7.4f} {s['iou']:7.4f} "
+                        f"{s['seconds']:8.1f}"
+                    )
+            extra = f"    train {r['train_frames']} / test {r['test_frames']} frames"
+            extra += f", fit {r['fit_seconds']:.0f} s"
+            if r.get("skipped"):
+                extra += f", skipped {len(r['skipped'])} frames without a whole person"
+            print(extra)
+    if result.get("octopus_mean"):
+        for label, s in result["octopus_mean"].items():
+            print(
+                f"  octopus mean {label:15s} PSNR {s['psnr']:.2f}  SSIM {s['ssim']:.4f}  IoU {s['iou']:.4f}"
+            )
+    print(f"total {result['seconds']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,257 @@
+"""Neural video avatars: renderer, training, resume, frames, the end-to-end job and drawing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from avatarcli.avatar_file import load_avatar
+from avatarcli.errors import InputFileError, UserError
+from avatarcli.nets.video_renderer import (
+    VideoRenderer,
+    VideoRendererConfig,
+    renderer_from_record,
+    renderer_record,
+)
+from avatarcli.pipelines.synthetic import synthetic_person
+from avatarcli.pipelines.video_avatar import (
+    RENDERER_KIND,
+    FittedFrames,
+    VideoAvatarOptions,
+    checkpoint_path,
+    create_video_avatar,
+    frame_renderer_for,
+    frame_targets,
+    initial_neural_texture,
+    rgb_texture_for_frames,
+    score_frames,
+    unseen_regions,
+)
+from avatarcli.pipelines.video_frames import collect_frames, subsample
+from avatarcli.pipelines.video_training import (
+    NeuralAvatarModel,
+    TrainSettings,
+    full_frame_loss,
+    person_window,
+    train_steps,
+)
+
+YAWS = (0.0, 120.0, 240.0, 60.0)  # three to train on, the last held out
+TINY = VideoRendererConfig(texture_channels=6, width=8, depth=2)
+
+
+@pytest.fixture(scope="module")
+def people(anny_body):
+    return [synthetic_person(anny_body, size=(96, 128), texture_size=128, yaw_deg=y) for y in YAWS]
+
+
+@pytest.fixture(scope="module")
+def frames(people) -> FittedFrames:
+    """Ground-truth 'fits' of the synthetic turnaround (perfect poses, cameras and masks)."""
+    return FittedFrames(
+        names=[f"yaw{int(y)}.png" for y in YAWS],
+        shape=people[0].shape[None],
+        poses=torch.stack([p.pose for p in people]),
+        transl=torch.zeros(len(people), 3),
+        cameras=[p.camera for p in people],
+        photos=[torch.from_numpy(p.image).permute(2, 0, 1)[None].float() / 255.0 for p in people],
+        masks=[torch.from_numpy(p.mask)[None].float() / 255.0 for p in people],
+        source_sizes=[(96, 128)] * len(people),
+    )
+
+
+@pytest.fixture(scope="module")
+def rgb_init(anny_body, frames):
+    opts = VideoAvatarOptions(texture_size=256, refine_steps=4)
+    return rgb_texture_for_frames(anny_body, frames, range(3), opts).texture
+
+
+def test_untrained_renderer_reproduces_the_rgb_path_and_round_trips():
+    torch.manual_seed(0)
+    renderer = VideoRenderer(TINY)
+    features = torch.rand(1, 6, 30, 22)  # odd sizes: padded to the U-Net's multiple inside
+    mask = (torch.rand(1, 1, 30, 22) > 0.5).float()
+    rgb, logit = renderer(features, torch.rand(1, 2, 30, 22), mask)
+    assert torch.equal(rgb, features[:, :3])  # zero-initialised head: colour passes through
+    assert torch.equal(logit > 0, mask > 0.5)  # alpha starts at the body mask
+    with torch.no_grad():
+        renderer.head.weight.normal_()
+    record = renderer_record(renderer, RENDERER_KIND)
+    assert json.loads(json.dumps(record["config"])) == record["config"]
+    again = renderer_from_record(record)
+    uv = torch.rand(1, 2, 30, 22)
+    assert torch.allclose(again(features, uv, mask)[0], renderer(features, uv, mask)[0])
+
+
+def test_pose_conditioned_renderer_needs_normals():
+    config = VideoRendererConfig(texture_channels=4, pose_channels="normals", width=4, depth=1)
+    renderer = VideoRenderer(config)
+    assert config.in_channels == 4 + 2 + 1 + 3
+    x, uv, m = torch.rand(1, 4, 8, 8), torch.rand(1, 2, 8, 8), torch.ones(1, 1, 8, 8)
+    assert renderer(x, uv, m, torch.rand(1, 3, 8, 8))[0].shape == (1, 3, 8, 8)
+    with pytest.raises(ValueError, match="normals"):
+        renderer(x, uv, m)
+    with pytest.raises(ValueError):
+        VideoRendererConfig(pose_channels="joints")
+
+
+def test_person_window_covers_masks_and_minimum_size():
+    mask = torch.zeros(40, 30)
+    mask[10:20, 5:9] = 1
+    left, top, w, h = person_window([mask], 30, 40, margin=2, minimum=16)
+    assert left <= 3 and top <= 8 and left + w >= 11 and top + h >= 22
+    assert w >= 16 and h >= 16 and left >= 0 and left + w <= 30
+
+
+def _model(rgb_init, config=TINY) -> NeuralAvatarModel:
+    torch.manual_seed(0)
+    return NeuralAvatarModel(initial_neural_texture(rgb_init, config.texture_channels, 128), config)
+
+
+def test_a_few_steps_improve_the_loss(anny_body, frames, rgb_init):
+    model = _model(rgb_init)
+    targets = frame_targets(anny_body, frames, range(3), normals=False)
+    settings = TrainSettings(steps=25, batch=2, patch=48, checkpoint_every=0)
+    before = full_frame_loss(model, targets, settings)
+    state = train_steps(model, targets, settings, seed=1)
+    after = full_frame_loss(model, targets, settings)
+    assert state.step == 25 and len(state.history) == 25
+    assert after < 0.8 * before, (before, after)
+    held_out = score_frames(model, anny_body, frames, [3])[0]
+    assert held_out["psnr"] > 15 and 0.9 < held_out["iou"] <= 1
+
+
+def test_resume_continues_exactly_where_it_stopped(anny_body, frames, rgb_init):
+    config = VideoRendererConfig(texture_channels=6, pose_channels="normals", width=8, depth=2)
+    targets = frame_targets(anny_body, frames, range(3), normals=True)
+    settings = TrainSettings(steps=6, batch=2, patch=40, checkpoint_every=2)
+
+    straight = _model(rgb_init, config)
+    train_steps(straight, targets, settings, seed=3)
+
+    interrupted = _model(rgb_init, config)
+    saved = []
+
+    def stop_at_four(stage, done, total):
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_steps(interrupted, targets, settings, on_checkpoint=saved.append, progress=stop_at_four, seed=3)
+    assert [s.step for s in saved] == [2, 4]  # every 2 steps; step 4 saved by the interrupt
+    resumed = _model(rgb_init, config)
+    resumed.load_state_dict(interrupted.state_dict())
+    state = train_steps(resumed, targets, settings, state=saved[-1], seed=3)
+    assert state.step == 6 and [h["step"] for h in state.history] == list(range(1, 7))
+    for a, b in zip(resumed.parameters(), straight.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_unseen_regions_name_the_back_for_a_front_only_clip(anny_body, frames):
+    assert unseen_regions(anny_body, frames, range(3)) == []
+    front_only = unseen_regions(anny_body, frames, [0])
+    assert "torso (back)" in front_only and "head (back)" in front_only
+    assert not any("(front)" in r for r in front_only)
+
+
+def test_subsample_and_frames_from_a_video(tmp_path, people):
+    assert subsample(10, 3, 100) == [0, 3, 6, 9]
+    assert subsample(100, 1, 5) == [0, 25, 50, 74, 99]
+    import imageio.v2 as imageio
+
+    gif = tmp_path / "clip.gif"
+    imageio.mimsave(gif, [p.image for p in people] * 2, duration=40)
+    got = collect_frames(gif, tmp_path / "frames", every=2, max_frames=3)
+    assert got.total == 8 and got.source_index == [0, 4, 6] and len(got.paths) == 3
+    assert np.asarray(Image.open(got.paths[0])).shape == (128, 96, 3)
+
+
+def test_undecodable_video_is_a_clear_input_error(tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video")
+    with pytest.raises(InputFileError, match="broken.mp4.*cannot decode"):
+        collect_frames(bad, tmp_path / "f")
+    with pytest.raises(InputFileError, match="no such video"):
+        collect_frames(tmp_path / "missing.gif", tmp_path / "f")
+    with pytest.raises(UserError, match="one video"):
+        collect_frames([bad, tmp_path / "x.png"], tmp_path / "f")
+
+
+@pytest.fixture(scope="module")
+def frame_files(anny_body, tmp_path_factory):
+    """Three synthetic frames with masks, plus one frame without anybody in it."""
+    folder = tmp_path_factory.mktemp("frames")
+    images, masks = [], []
+    for k, yaw in enumerate((0.0, 120.0, 240.0)):
+        person = synthetic_person(anny_body, size=(192, 288), texture_size=128, yaw_deg=yaw)
+        images.append(folder / f"{k}.png")
+        masks.append(folder / f"{k}_mask.png")
+        Image.fromarray(person.image).save(images[-1])
+        Image.fromarray(person.mask).save(masks[-1])
+    images.append(folder / "empty.png")
+    masks.append(folder / "empty_mask.png")
+    Image.fromarray(np.full((288, 192, 3), 200, np.uint8)).save(images[-1])
+    Image.fromarray(np.zeros((288, 192), np.uint8)).save(masks[-1])
+    return images, [str(m) for m in masks]
+
+
+def test_create_resume_and_animate_end_to_end(anny_body, frame_files, tmp_path):
+    images, masks = frame_files
+    out = tmp_path / "video.pt"
+    opts = VideoAvatarOptions(
+        masks=masks, fit_iters=30, refine_steps=2, texture_size=128, texture_channels=6,
+        renderer_width=8, renderer_depth=2, steps=6, patch=48, checkpoint_every=2, resolution=144,
+    )  # fmt: skip
+
+    def stop_in_training(stage, done, total):
+        if stage == "train" and done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        create_video_avatar(images, out, opts, progress=stop_in_training)
+    assert checkpoint_path(out).exists() and not out.exists()
+
+    stages = []
+    result = create_video_avatar(images, out, opts, progress=lambda s, d, t: stages.append(s))
+    assert result.resumed_from_step == 3 and result.steps == 6
+    assert not any(s.startswith("fit") or s == "perception" for s in stages)  # fitting was not redone
+    assert result.frames_used == ["0.png", "1.png", "2.png"]
+    assert [s["frame"] for s in result.frames_skipped] == ["empty.png"]
+    assert result.psnr > 15 and result.mask_iou > 0.6
+    assert json.loads(json.dumps(result.as_dict()))["avatar"] == str(out)
+    assert not checkpoint_path(out).exists()  # removed once the avatar is written
+
+    avatar = load_avatar(out)
+    assert avatar.renderer["kind"] == RENDERER_KIND and avatar.renderer["config"]["texture_channels"] == 6
+    assert avatar.textures["neural"].dtype == torch.float16 and avatar.textures["neural"].shape == (
+        6,
+        128,
+        128,
+    )
+    assert avatar.textures["rgb"].dtype == torch.uint8 and avatar.textures["rgb"].shape[-1] == 3
+    assert len(avatar.views) == 3 and avatar.views[0]["width"] == 192
+
+    draw = frame_renderer_for(avatar, anny_body, "cpu", (0.0, 0.0, 1.0))
+    rest = anny_body(shape=avatar.shape[None]).vertices
+    from avatarcli.render import framing_camera
+
+    camera = framing_camera(rest, yaw_deg=[0.0, 180.0], size=(64, 96))
+    pictures = draw(rest.expand(2, -1, -1), camera)
+    assert pictures.shape == (2, 96, 64, 3) and pictures.dtype == np.uint8
+    assert (pictures[:, 0, 0] == [0, 0, 255]).all()  # background where there is no body
+    centre = pictures[:, 48, 32].astype(int)
+    assert (np.abs(centre - [0, 0, 255]).sum(-1) > 60).all()  # the person is drawn
+
+    with pytest.raises(UserError, match="already exists"):
+        create_video_avatar(images, out, opts)
+
+
+def test_no_person_anywhere_is_a_user_error(frame_files, tmp_path):
+    images, masks = frame_files
+    opts = VideoAvatarOptions(masks=[masks[-1]], fit_iters=5, steps=1)
+    with pytest.raises(UserError, match="no frame .* shows a whole person"):
+        create_video_avatar([images[-1]], tmp_path / "none.pt", opts)
