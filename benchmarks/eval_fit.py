@@ -119,6 +119,7 @@ def main() -> int:
     parser.add_argument("--no-real", action="store_true")
     parser.add_argument("--no-octopus", action="store_true")
     parser.add_argument("--body", default="anny")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -129,7 +130,7 @@ def main() -> int:
     from avatarcli.body import load_body
     from avatarcli.fitting import FitSettings
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(args.threads)
     body = load_body(args.body)
     settings = FitSettings(iters=args.iters)
     real_settings = FitSettings(iters=args.iters)
