@@ -41,10 +41,19 @@ def _mean(rows: list[dict], key: str) -> float:
     return round(float(np.nanmean([r[key] for r in rows])), 4) if rows else float("nan")
 
 
-def fit_all(paths, masks, body, opts, tmp_say=None):
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def fit_all(paths, masks, body, opts):
     from avatarcli.pipelines.video_avatar import fit_frames, fitted_frames_from_fits, perceive_frames
 
-    say = tmp_say or (lambda *_: None)
+    log(f"perceiving and fitting {len(paths)} frames")
+
+    def say(stage: str, done: int, total: int) -> None:
+        if done == total and stage != "perception":
+            log(f"  {stage} done")
+
     perceptions, skipped = perceive_frames(paths, masks, say)
     t0 = time.perf_counter()
     fits = fit_frames(perceptions, body, opts, say)
@@ -98,6 +107,7 @@ def neural_run(body, frames, built, train, test, opts) -> tuple[list[dict], floa
 def evaluate_split(name, body, frames, train, test, opts, variants) -> dict:
     from avatarcli.pipelines.video_avatar import rgb_texture_for_frames
 
+    log(f"{name}: RGB texture from {len(train)} frames")
     t0 = time.perf_counter()
     built = rgb_texture_for_frames(body, frames, train, opts)
     rgb_seconds = time.perf_counter() - t0
@@ -114,6 +124,7 @@ def evaluate_split(name, body, frames, train, test, opts, variants) -> dict:
         },
     }
     for label, variant in variants:
+        log(f"{name}: training {label} ({variant.steps} steps)")
         scores, seconds, losses = neural_run(body, frames, built, train, test, variant)
         row[label] = {
             "psnr": _mean(scores, "psnr"),
@@ -186,9 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=None, help="working resolution (512, quick 256)")
     parser.add_argument("--folds", type=str, default=None, help="octopus folds, e.g. 0,4")
     parser.add_argument("--pose-compare", action="store_true", help="also train with normals as input")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(args.threads)  # 2 threads on a busy 2-core machine ran ~5x slower than 1
     if not DATA.exists():
         print("../shared/data is not present; nothing to evaluate", file=sys.stderr)
         return 0
