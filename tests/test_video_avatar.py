@@ -255,6 +255,15 @@ def test_create_resume_and_animate_end_to_end(anny_body, frame_files, tmp_path):
     centre = pictures[:, 48, 32].astype(int)
     assert (np.abs(centre - [0, 0, 255]).sum(-1) > 60).all()  # the person is drawn
 
+    # animate/render pick this renderer for the avatar, also over a background image
+    from avatarcli.pipelines.posing import make_frame_renderer
+
+    backdrop = np.zeros((96, 64, 3), np.float32)
+    backdrop[..., 1] = 1.0
+    picked = make_frame_renderer(avatar, anny_body, torch.device("cpu"), backdrop)
+    assert type(picked).__name__ == "VideoFrameRenderer"
+    assert (picked(rest, framing_camera(rest, size=(64, 96)))[0, 0, 0] == [0, 255, 0]).all()
+
     with pytest.raises(UserError, match="already exists"):
         create_video_avatar(images, out, opts)
 
