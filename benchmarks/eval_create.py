@@ -53,7 +53,7 @@ def _fit(perceptions, body, iters: int, seed: int):
 
 
 def eval_input_views(body, opts, iters: int) -> list[dict]:
-    from avatarcli.pipelines.create import build_texture, input_view_scores, posed_view
+    from avatarcli.pipelines.create import input_view_scores, posed_view, texture_for_views
 
     rows = []
     for name, photo, mask in masked_photos():
@@ -62,8 +62,8 @@ def eval_input_views(body, opts, iters: int) -> list[dict]:
         fit = _fit([p], body, iters, opts.seed)[0]
         shape = torch.as_tensor(np.asarray(fit.shape, np.float32))[None]
         view = posed_view(body, fit, p, torch.device("cpu"))
-        built = build_texture(body, shape, [view], opts)
-        psnr, ssim = input_view_scores(body, view.vertices, view.camera, built.texture, view.photo, view.mask)
+        built, _ = texture_for_views(body, shape, [view], opts)
+        psnr, ssim = input_view_scores(body, view.vertices, view.camera, built.texture, view.image, view.mask)
         rows.append(
             {
                 "photo": name,
@@ -78,7 +78,7 @@ def eval_input_views(body, opts, iters: int) -> list[dict]:
 
 
 def eval_octopus_loo(body, opts, iters: int) -> list[dict]:
-    from avatarcli.pipelines.create import build_texture, posed_view
+    from avatarcli.pipelines.create import posed_view, texture_for_views
     from avatarcli.render import render_textured
     from avatarcli.texture import psnr, ssim
 
@@ -91,19 +91,19 @@ def eval_octopus_loo(body, opts, iters: int) -> list[dict]:
     views = [posed_view(body, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)]
     rows = []
     for k in range(8):
-        built = build_texture(body, shape, [v for i, v in enumerate(views) if i != k], opts)
+        built, _ = texture_for_views(body, shape, [v for i, v in enumerate(views) if i != k], opts)
         v = views[k]
         with torch.no_grad():
             img, cover = render_textured(
                 v.vertices, body.faces, body.uv, body.uv_faces, built.texture[None], v.camera
             )
         region = cover[:, 0].bool() & v.mask
-        img = torch.where(region[:, None], img, v.photo)
+        img = torch.where(region[:, None], img, v.image)
         rows.append(
             {
                 "held_out": f"{k:04d}",
-                "psnr": round(float(psnr(img, v.photo, region)), 2),
-                "ssim": round(float(ssim(img, v.photo, region)), 4),
+                "psnr": round(float(psnr(img, v.image, region)), 2),
+                "ssim": round(float(ssim(img, v.image, region)), 4),
             }
         )
     return rows
@@ -127,7 +127,7 @@ def _gif_frames(indices: list[int], folder: Path) -> list[Path]:
 def eval_back_view(body, opts, iters: int, tmp: Path) -> list[dict]:
     from dataclasses import replace
 
-    from avatarcli.pipelines.create import build_texture, posed_view
+    from avatarcli.pipelines.create import posed_view, texture_for_views
     from avatarcli.render import render_textured
     from avatarcli.texture import FILL_METHODS, psnr, ssim
 
@@ -151,19 +151,19 @@ def eval_back_view(body, opts, iters: int, tmp: Path) -> list[dict]:
             posed_view(body, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)
         )
         for fill in FILL_METHODS:
-            built = build_texture(body, shape, [front], replace(opts, fill=fill))
+            built, _ = texture_for_views(body, shape, [front], replace(opts, fill=fill))
             with torch.no_grad():
                 img, cover = render_textured(
                     back.vertices, body.faces, body.uv, body.uv_faces, built.texture[None], back.camera
                 )
             region = cover[:, 0].bool() & back.mask
-            img = torch.where(region[:, None], img, back.photo)
+            img = torch.where(region[:, None], img, back.image)
             rows.append(
                 {
                     "case": name,
                     "fill": fill,
-                    "psnr": round(float(psnr(img, back.photo, region)), 2),
-                    "ssim": round(float(ssim(img, back.photo, region)), 4),
+                    "psnr": round(float(psnr(img, back.image, region)), 2),
+                    "ssim": round(float(ssim(img, back.image, region)), 4),
                 }
             )
     return rows

@@ -107,94 +107,30 @@ def default_output(inputs: Sequence[str | os.PathLike], output: str | os.PathLik
     return out / f"{first.stem}.pt"
 
 
-@dataclass
-class PosedView:
-    """One photo with the body posed and the camera of its fit."""
+def posed_view(body, fit, perception, device: torch.device):
+    """A :class:`~avatarcli.texture.build.TextureView`: the photo with its fitted body and camera."""
+    from avatarcli.texture.build import TextureView
 
-    vertices: torch.Tensor  # (1, V, 3)
-    camera: object  # avatarcli.render.Camera
-    photo: torch.Tensor  # (1, 3, H, W) [0, 1]
-    mask: torch.Tensor  # (1, H, W) bool
-
-
-@dataclass
-class BuiltTexture:
-    texture: torch.Tensor  # (3, T, T) final, islands padded
-    merged: object  # avatarcli.texture.MergedTexture
-    sampled: list  # SampledTexture per view
-    unoccluded: object | None  # view 0 sampled without the occlusion mask (for the preview)
-    maps: object  # BodyTexelMaps
-
-
-def posed_view(body, fit, perception, device: torch.device) -> PosedView:
     s, p, t = fit.body_params(device)
     with torch.no_grad():
         verts = body(shape=s, pose=p, transl=t).vertices.detach()
     photo, mask = _photo_tensors(perception, device)
-    return PosedView(verts, fit.camera().to(device), photo, mask)
+    return TextureView(verts, fit.camera().to(device), photo, mask)
 
 
-def build_texture(
-    body,
-    shape: torch.Tensor,
-    views: Sequence[PosedView],
-    opts: CreateOptions,
-    say: ProgressFn | None = None,
-    timings: dict[str, float] | None = None,
-) -> BuiltTexture:
-    """Sample every view, merge, fill unseen texels on the surface, refine through the render."""
-    from avatarcli.texture import (
-        body_texel_maps,
-        fill_unseen_texels,
-        merge_sampled,
-        pad_texture_islands,
-        refine_texture,
-        sample_view,
-        textured_render_fn,
-    )
+def texture_for_views(body, shape: torch.Tensor, views, opts: CreateOptions, say: ProgressFn | None = None):
+    """The RGB texture (:class:`~avatarcli.texture.build.RGBTexture`) of ``views`` under ``opts``."""
+    from avatarcli.texture import body_texel_maps
+    from avatarcli.texture.build import build_rgb_texture
 
-    say = say or (lambda *_: None)
-    timings = timings if timings is not None else {}
-    t0 = time.perf_counter()
+    report = say or (lambda *_: None)
     maps = body_texel_maps(body, opts.texture_size, shape)
-    sampled, unoccluded = [], None
-    for i, v in enumerate(views):
-        say("texture", i, len(views))
-        view, _ = sample_view(
-            body, v.vertices, v.camera, v.photo, v.mask, maps, detect_occlusion=opts.occlusion
-        )
-        if i == 0 and opts.occlusion:  # the preview shows what the occlusion detector removed
-            unoccluded, _ = sample_view(
-                body, v.vertices, v.camera, v.photo, v.mask, maps, detect_occlusion=False
-            )
-        sampled.append(view)
-    merged = merge_sampled(sampled, tau=opts.tau)
-    timings["sampling"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    say("fill", 0, 1)
-    texture = fill_unseen_texels(merged.rgb, merged.known[0], maps.graph, opts.fill)
-    timings["fill"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    if opts.refine_steps:
-        per_view = max(1, opts.refine_steps // len(views))
-        for i, v in enumerate(views):
-            say("refine", i, len(views))
-            render, coverage = textured_render_fn(body, v.vertices, v.camera)
-            texture = refine_texture(
-                texture,
-                merged.known[0],
-                render,
-                v.photo,
-                v.mask[:, None],
-                sampled[i].view_cos[0, 0],
-                steps=per_view,
-                render_mask=coverage,
-            ).texture
-    texture = pad_texture_islands(texture.reshape(3, *texture.shape[-2:]).detach(), maps.mask, 4)
-    timings["refine"] = time.perf_counter() - t0
-    return BuiltTexture(texture, merged, sampled, unoccluded, maps)
+    built = build_rgb_texture(
+        body, views, texture_size=opts.texture_size, fill_method=opts.fill, tau=opts.tau,
+        detect_occlusion=opts.occlusion, refine_steps=opts.refine_steps, maps=maps,
+        progress=lambda message: report(f"texture: {message}", 0, 1),
+    )  # fmt: skip
+    return built, maps
 
 
 def create_avatar(
@@ -260,22 +196,16 @@ def create_avatar(
     views = [
         posed_view(body, fit, perception, device) for fit, perception in zip(fits, perceptions, strict=True)
     ]
-    built = build_texture(body, shape, views, opts, say, timings)
+    built, maps = texture_for_views(body, shape, views, opts, say)
     texture = built.texture
-    posed = [v.vertices for v in views]
-    cameras = [v.camera for v in views]
-    photos = [v.photo for v in views]
-    masks = [v.mask for v in views]
-    merged, sampled, unoccluded, maps = built.merged, built.sampled, built.unoccluded, built.maps
+    timings["texture"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    scores = [
-        input_view_scores(body, posed[i], cameras[i], texture, photos[i], masks[i]) for i in range(len(fits))
-    ]
+    scores = [input_view_scores(body, v.vertices, v.camera, texture, v.image, v.mask) for v in views]
     from avatarcli.avatar_file import Avatar, save_avatar
     from avatarcli.io_utils import sha256_file
 
-    views = [
+    view_records = [
         {
             "image_name": Path(fit.image_path or images[i]).name,
             "pose": torch.as_tensor(np.asarray(fit.pose, np.float32)),
@@ -288,14 +218,17 @@ def create_avatar(
         }
         for i, fit in enumerate(fits)
     ]
-    known = merged.known[0].to(torch.uint8).cpu() * 255
     avatar = Avatar(
         body_backend=body.name,
         body_model_id=body.model_id,
         shape=shape[0].cpu(),
         uv_layout=body.name,
-        textures={"rgb": _to_uint8_hw3(texture), "known": known},
-        views=views,
+        textures={
+            "rgb": _to_uint8_hw3(texture),
+            "known": built.exact.to(torch.uint8).cpu(),  # B_smp: hit exactly by a photo pixel
+            "filled": built.seen.to(torch.uint8).cpu(),  # B_fill: sampled + the 3×3 ring
+        },
+        views=view_records,
         provenance={
             "method": opts.method,
             "seed": opts.seed,
@@ -307,9 +240,7 @@ def create_avatar(
     )
     save_avatar(avatar, target, overwrite=opts.overwrite)
     preview = target.with_name(target.stem + "_preview.png")
-    _write_preview(
-        preview, body, shape, perceptions[0], posed[0], cameras[0], texture, unoccluded, sampled[0], maps
-    )
+    _write_preview(preview, body, shape, perceptions[0], views[0], texture, maps, opts.occlusion)
     timings["save"] = time.perf_counter() - t0
     warnings = [w for p in perceptions for w in p.warnings] + [w for f in fits for w in f.warnings]
     return CreateResult(
@@ -357,16 +288,17 @@ def input_view_scores(body, vertices, camera, texture, photo, mask) -> tuple[flo
         return float(psnr(image, photo, region)), float(ssim(image, photo, region))
 
 
-def _write_preview(
-    path, body, shape, perception, vertices, camera, texture, unoccluded, sampled, maps
-) -> None:
+def _write_preview(path, body, shape, perception, view, texture, maps, occlusion: bool) -> None:
+    """Input, fit overlay, re-render, texture, occlusion before/after, turntable views."""
     from avatarcli.render import render_textured
     from avatarcli.render.preview import orbit_views, overlay, save_contact_sheet
+    from avatarcli.texture import sample_view
 
+    verts, camera = view.vertices, view.camera
     with torch.no_grad():
-        grey = torch.full((1, 3, 2, 2), 0.75, device=vertices.device)
-        mesh, cover = render_textured(vertices, body.faces, body.uv, body.uv_faces, grey, camera, shade=True)
-        rerender, _ = render_textured(vertices, body.faces, body.uv, body.uv_faces, texture[None], camera)
+        grey = torch.full((1, 3, 2, 2), 0.75, device=verts.device)
+        mesh, cover = render_textured(verts, body.faces, body.uv, body.uv_faces, grey, camera, shade=True)
+        rerender, _ = render_textured(verts, body.faces, body.uv, body.uv_faces, texture[None], camera)
         rest = body(shape=shape).vertices[0]
         turns = orbit_views(rest, body.faces, body.uv, body.uv_faces, texture[None], size=256)
     tiles = [
@@ -375,9 +307,10 @@ def _write_preview(
         ("input view re-rendered", rerender[0]),
         ("texture", texture),
     ]
-    if unoccluded is not None:
-        tiles.append(("sampled, no occlusion mask", unoccluded.rgb[0]))
-        tiles.append(("sampled, occlusion mask", sampled.rgb[0]))
+    if occlusion:  # what the occlusion detector removed from the first photo's samples
+        plain, _ = sample_view(body, verts, camera, view.image, view.mask, maps, detect_occlusion=False)
+        masked, _ = sample_view(body, verts, camera, view.image, view.mask, maps, detect_occlusion=True)
+        tiles += [("sampled, no occlusion mask", plain.rgb[0]), ("sampled, occlusion mask", masked.rgb[0])]
     tiles.extend((f"{name} (rest)", img) for name, img in turns)
     save_contact_sheet(path, tiles, tile_size=256, columns=4)
 
@@ -445,3 +378,16 @@ def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
     if not out:
         raise UserError("no input photos found")
     return out
+
+
+def build_texture(body, shape: torch.Tensor, views, opts: CreateOptions, say: ProgressFn | None = None):
+    """Deprecated name of :func:`texture_for_views` (returns only the RGBTexture); removed at integration."""
+    return texture_for_views(body, shape, views, opts, say)[0]
+
+
+def __getattr__(name: str):
+    if name == "PosedView":  # deprecated alias, same positional fields (vertices, camera, image, mask)
+        from avatarcli.texture.build import TextureView
+
+        return TextureView
+    raise AttributeError(name)
