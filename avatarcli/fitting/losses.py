@@ -10,7 +10,8 @@ pixel of the silhouette is close to some projected vertex. So, with the person m
 in for the true silhouette, (a) vertices are pulled into the mask along its distance
 transform and (b) mask boundary pixels pull their nearest projected vertex. Both are
 differentiable in the vertex positions without a soft rasteriser, and cost a few
-milliseconds on CPU.
+milliseconds on CPU. :func:`dice_loss` is the classic alternative on the render core's
+``soft_silhouette``; ``FitSettings.dice_weight`` adds it (measured in eval_fit.py).
 """
 
 from __future__ import annotations
@@ -88,6 +89,20 @@ class SilhouetteTarget:
         return cls(
             torch.from_numpy(dist)[None, None], torch.from_numpy(boundary), (width, height), person_height_px
         )
+
+
+def dice_loss(
+    vertices: torch.Tensor, faces: torch.Tensor, camera, mask_small: torch.Tensor, sigma: float = 1.0
+) -> torch.Tensor:
+    """1 − Dice between the render core's soft silhouette of one mesh and a (h, w) mask.
+
+    ``camera`` must already be scaled to the mask's size (``Camera.scale``).
+    """
+    from avatarcli.render.silhouette import soft_silhouette
+
+    soft = soft_silhouette(vertices, faces, camera, sigma=sigma)[0]
+    mask = mask_small.to(soft.dtype)
+    return 1.0 - 2.0 * (soft * mask).sum() / (soft.sum() + mask.sum()).clamp_min(1e-6)
 
 
 def silhouette_loss(pixels: torch.Tensor, target: SilhouetteTarget) -> torch.Tensor:

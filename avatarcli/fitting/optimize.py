@@ -32,7 +32,7 @@ from avatarcli.fitting.camera import (
     yaw_axis_angle,
 )
 from avatarcli.fitting.landmarks import body_landmark_map, hand_landmark_map
-from avatarcli.fitting.losses import SilhouetteTarget, keypoint_loss, silhouette_loss
+from avatarcli.fitting.losses import SilhouetteTarget, dice_loss, keypoint_loss, silhouette_loss
 from avatarcli.fitting.priors import (
     hand_prior,
     hinge_axes,
@@ -85,6 +85,10 @@ class FitSettings:
     pose_weight: tuple[float, float, float, float] = (0.0, 1.0, 0.2, 0.1)
     shape_weight: float = 0.02
     silhouette_weight: float = 1.0
+    #: weight of the Dice term on the render core's soft silhouette (0 = off)
+    dice_weight: float = 0.0
+    #: longer side of the mask the Dice term renders at
+    dice_side: int = 160
     hand_weight: float = 0.5
     #: share of ``iters`` for each stage (camera, pose, shape, silhouette)
     stage_shares: tuple[float, float, float, float] = tuple(share for _, share in STAGES)
@@ -165,12 +169,17 @@ def fit_views(
     settings: FitSettings | None = None,
     progress=None,
 ) -> list[Fit]:
-    """Fit ``body`` to one or more views of the same person; one :class:`Fit` per view."""
+    """Fit ``body`` to one or more views of the same person; one :class:`Fit` per view.
+
+    ``views`` are :class:`ViewInput` or :class:`~avatarcli.perception.Perception` objects;
+    ``progress`` is ``callback(stage, done, total)`` or a ``rich.progress.Progress``.
+    """
     from avatarcli.render.camera import Camera
 
     s = settings or FitSettings()
     if not views:
         raise ValueError("fit_views needs at least one view")
+    views = [v if isinstance(v, ViewInput) else ViewInput.from_perception(v) for v in views]
     report = _progress_adapter(progress)
     torch.manual_seed(s.seed)
     device = body.uv.device
@@ -224,6 +233,20 @@ def fit_views(
         for v, h in zip(views, heights, strict=True)
     ]
     stage_iters = _stage_iters(s.iters, s.stage_shares)
+    dice_targets = {}
+    if s.dice_weight > 0:
+        import cv2
+
+        for k, v in enumerate(views):
+            if sil_targets[k] is None:
+                continue
+            factor = min(1.0, s.dice_side / max(v.width, v.height))
+            small_cam = Camera(
+                K=Ks[k].to(device), R=FRONT_VIEW_R.to(device), t=torch.zeros(3, device=device), width=v.width,
+                height=v.height,
+            ).scale(factor)  # fmt: skip
+            small = cv2.resize(v.mask.astype(np.float32), (small_cam.width, small_cam.height), cv2.INTER_AREA)
+            dice_targets[k] = (small_cam, torch.from_numpy(small).to(device))
 
     def make_camera(index: torch.Tensor) -> Camera:
         K = torch.stack([Ks[int(i)] for i in index]).to(device)
@@ -320,6 +343,12 @@ def fit_views(
                 vpix, _ = cam.project(out.vertices)
                 sil = [silhouette_loss(vpix[k], t) for k, t in enumerate(sil_targets) if t is not None]
                 terms["silhouette"] = s.silhouette_weight * torch.stack(sil).sum()
+                if s.dice_weight > 0:
+                    dice = [
+                        dice_loss(out.vertices[k : k + 1], body.faces, small_cam, small_mask)
+                        for k, (small_cam, small_mask) in dice_targets.items()
+                    ]
+                    terms["dice"] = s.dice_weight * torch.stack(dice).sum()
             total = sum(terms.values())
             total.backward()
             opt.step()
