@@ -290,3 +290,16 @@ def test_shared_openpose_file_and_alpha_mask():
     assert p.left_hand is not None and p.left_hand.shape == (21, 3)
     assert p.face is not None and p.face_format == "openpose70"
     assert 0.05 < float((p.mask > 0.5).mean()) < 0.5
+
+
+def test_big_photo_is_detected_downscaled_and_mapped_back(tmp_path):
+    from avatarcli.perception import perceive
+
+    photo = Image.open(_need("pifu_ryota.png")).convert("RGB")
+    photo.resize((2048, 2048), Image.BICUBIC).save(tmp_path / "big.png")
+    small = perceive(_need("pifu_ryota.png"))
+    big = perceive(tmp_path / "big.png")
+    assert big.image.shape == (2048, 2048, 3) and big.mask.shape == (2048, 2048)
+    seen = (small.keypoints[:, 2] > 0.5) & (big.keypoints[:, 2] > 0.5)
+    err = np.linalg.norm(big.keypoints[seen, :2] / 4 - small.keypoints[seen, :2], axis=1)
+    assert np.median(err) < 3.0  # same points, in the big image's pixels
