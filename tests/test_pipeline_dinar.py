@@ -259,6 +259,12 @@ def test_create_dinar_avatar_on_anny(nets64, posed_anny, tmp_path):
     path = save_avatar(avatar, tmp_path / "a.pt")
     assert torch.equal(load_avatar(path).textures["neural"], tex["neural"])
     assert result.texture.shape == (1, 21, 32, 32)
+    # the new avatar animates through the neural frame renderer (own renderer weights here)
+    from avatarcli.pipelines.neural_render import NeuralFrameRenderer
+
+    avatar.renderer = nets.renderer.state_dict()
+    frames = NeuralFrameRenderer.for_avatar(avatar, body, "cpu")(vertices, camera)
+    assert frames.shape == (1, 64, 64, 3) and frames.dtype.name == "uint8"
 
 
 def test_dinar_layout_needs_the_smplx_mesh(posed_anny):
