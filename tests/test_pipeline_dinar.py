@@ -277,6 +277,20 @@ def test_dinar_layout_needs_the_smplx_mesh(posed_anny):
         create_dinar_avatar(photo, mask, vertices, camera, body, shape, foreign, DinarOptions(steps=1))
 
 
+# ---------------------------------------------------------------------------- real sizes
+@pytest.mark.slow
+def test_full_size_networks_fit_together_on_cpu():
+    """Official sizes end to end (one DDIM and one refinement step): the configs agree."""
+    nets = random_dinar_networks("official", seed=0)
+    result = dinar_texture(
+        make_inputs(size=512, tex=256),
+        nets,
+        DinarOptions(steps=1, refine_steps=1),
+        torch.Generator().manual_seed(0),
+    )
+    assert result.texture.shape == (1, 21, 256, 256) and bool(torch.isfinite(result.texture).all())
+
+
 # ------------------------------------------------------------------------------------- GPU
 @pytest.mark.gpu
 def test_full_size_networks_at_real_resolution_on_cuda():
