@@ -1,6 +1,6 @@
 """Time per photo: perception (cold and cached) and fitting, on 2 CPU threads.
 
-    python benchmarks/bench_fit.py [--iters 300] [--repeat 2] [--json]
+    python benchmarks/bench_fit.py [--iters 400] [--repeat 2] [--json]
 
 Uses pifu_ryota from ../shared/data when present (else a synthetic anny case for the fit
 alone). Target (issue #4): ≤ 10 s for one view, perception + fit.
@@ -22,7 +22,7 @@ PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "photos"
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--iters", type=int, default=400)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", action="store_true")

@@ -2,7 +2,7 @@
 
     python benchmarks/eval_fit.py                 # table
     python benchmarks/eval_fit.py --json          # one JSON object
-    python benchmarks/eval_fit.py --synthetic 12 --iters 300 --no-real --no-octopus
+    python benchmarks/eval_fit.py --synthetic 12 --iters 400 --no-real --no-octopus
 
 Targets (issue #4): synthetic PA joint error ≤ 30 mm, 2D error ≤ 1 % of height, IoU ≥ 0.95;
 real photos IoU ≥ 0.80, confident keypoints ≤ 2 %; the eight octopus views jointly: one
@@ -114,7 +114,7 @@ def run_octopus(body, settings) -> dict | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synthetic", type=int, default=8, help="number of synthetic cases")
-    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--iters", type=int, default=400)
     parser.add_argument("--focal-ratio", type=float, default=None, help="real photos: focal / longer side")
     parser.add_argument("--no-real", action="store_true")
     parser.add_argument("--no-octopus", action="store_true")

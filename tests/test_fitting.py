@@ -464,3 +464,25 @@ def test_dice_term_on_the_render_core_prefers_the_true_silhouette(toy_body):
 def test_fit_with_dice_term_runs(toy_body):
     _, fit = _fit_case(toy_body, seed=4, iters=20, size=96, dice_weight=1.0)
     assert "dice" in fit.quality["final_losses"]
+
+
+def test_fit_photo_from_files_end_to_end(toy_body, tmp_path, monkeypatch):
+    """Photo + mask + OpenPose files → perceive → fit → fit file, no detector involved."""
+    from PIL import Image
+
+    from avatarcli.fitting import FitSettings, fit_photo, load_fit, save_fit
+    from avatarcli.fitting.synthetic import make_case
+
+    monkeypatch.setenv("AVATAR_CACHE", str(tmp_path / "cache"))
+    case = make_case(toy_body, 8, size=160)
+    Image.new("RGB", (160, 160), (70, 70, 70)).save(tmp_path / "p.png")
+    Image.fromarray((case.view.mask * 255).astype(np.uint8)).save(tmp_path / "m.png")
+    people = [{"pose_keypoints_2d": case.view.keypoints.reshape(-1).tolist()}]
+    (tmp_path / "k.json").write_text(json.dumps({"people": people}))
+    fit = fit_photo(
+        tmp_path / "p.png", toy_body, mask=tmp_path / "m.png", keypoints=tmp_path / "k.json",
+        settings=FitSettings(iters=60),
+    )  # fmt: skip
+    assert fit.image_path.endswith("p.png") and len(fit.image_sha256) == 64
+    assert fit.quality["keypoint_error_pct"] < 3.0 and fit.quality["silhouette_iou"] > 0.5
+    assert load_fit(save_fit(fit, tmp_path / "f.json")).image_sha256 == fit.image_sha256

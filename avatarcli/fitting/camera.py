@@ -10,9 +10,11 @@ Convention (documented once, used everywhere in fitting):
   motion; the camera itself is never optimised (like SMPLify), which keeps multi-view
   fitting simple: one camera per photo, one pose per photo, one shared shape;
 * the focal length is a guess (EXIF-free photos do not tell it). :func:`default_focal` uses
-  ``focal_ratio × max(H, W)``; DINAR's fixed 5000 px on a 512² crop is ``focal_ratio`` ≈ 9.8
-  and works as well, since a body 20 m away looks orthographic. See docs and
-  ``benchmarks/eval_fit.py`` for the measured effect.
+  ``focal_ratio × max(H, W)`` with 1.5 by default. DINAR's fixed 5000 px on a 512² image is a
+  ratio of ≈ 9.8 (a body 20 m away, nearly orthographic); ``FitSettings(focal_px=5000)``
+  reproduces it. Measured on ryota / sith_002 / sith_007 (IoU, keypoint error % of height):
+  ratio 1.0 → 0.84/0.88/0.88, 0.81/0.77/0.68 %; 1.5 → 0.85/0.88/0.88, 0.82/0.81/0.70 %;
+  9.77 → 0.84/0.88/0.87, 0.97/0.93/0.93 %. The moderate lens fits keypoints slightly better.
 """
 
 from __future__ import annotations

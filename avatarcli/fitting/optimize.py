@@ -72,7 +72,7 @@ _TORSO_AND_HEAD = (
 class FitSettings:
     """Everything that changes a fit's result (stored in each :class:`Fit`)."""
 
-    iters: int = 300
+    iters: int = 400
     focal_ratio: float = DEFAULT_FOCAL_RATIO
     #: a fixed focal length in pixels for every photo (5000 = DINAR's default); overrides the ratio
     focal_px: float | None = None
