@@ -267,6 +267,38 @@ def test_create_dinar_avatar_on_anny(nets64, posed_anny, tmp_path):
     assert frames.shape == (1, 64, 64, 3) and frames.dtype.name == "uint8"
 
 
+def test_dinar_crop_keeps_body_and_camera_consistent(posed_anny):
+    from avatarcli.pipelines.dinar import dinar_crop
+    from avatarcli.render import framing_camera, rasterize
+
+    body, _, vertices, _, _, _ = posed_anny
+    wide = framing_camera(vertices, size=(240, 180), fill=0.5).crop(-40, 0, 240, 180)  # off-centre
+    mask = rasterize(vertices, body.faces, wide, cull_backfaces=True).mask[:, None].float()
+    photo = torch.zeros(1, 3, 180, 240)
+    photo[..., 100:103, 150:153] = 1.0  # a 3×3 dot centred on pixel (row 101, col 151)
+    crop = dinar_crop(photo, mask, vertices, wide, size=64)
+    left, top, side = crop.box
+    assert crop.photo.shape == (1, 3, 64, 64) and crop.mask.shape == (1, 1, 64, 64)
+    assert crop.camera.width == crop.camera.height == 64
+    # the crop camera is the source camera shifted and scaled: K' = S·T·K
+    scale = 64 / side
+    source_px, _ = wide.project(vertices)
+    crop_px, _ = crop.camera.project(vertices)
+    expected = (source_px - torch.tensor([left, top])) * scale
+    torch.testing.assert_close(crop_px, expected, atol=1e-3, rtol=1e-5)
+    assert bool((crop_px > 0).all() and (crop_px < 64).all())  # the whole body is inside the crop
+    # the pixels moved the same way (pixel centres at +0.5)
+    weights = crop.photo[0, 0]
+    rows, cols = torch.meshgrid(torch.arange(64) + 0.5, torch.arange(64) + 0.5, indexing="ij")
+    centre = torch.stack([(weights * cols).sum(), (weights * rows).sum()]) / weights.sum()
+    torch.testing.assert_close(
+        centre, (torch.tensor([151.5, 101.5]) - torch.tensor([left, top])) * scale, atol=0.3, rtol=0
+    )
+    redrawn = rasterize(vertices, body.faces, crop.camera, cull_backfaces=True).mask[0]
+    got = crop.mask[0, 0] > 0.5
+    assert (redrawn & got).sum() / (redrawn | got).sum() > 0.75  # thin limbs at 64² + DINAR's 0.2 threshold
+
+
 def test_dinar_layout_needs_the_smplx_mesh(posed_anny):
     from avatarcli.pipelines.neural_render import UVLayout
 

@@ -458,6 +458,59 @@ def random_dinar_networks(
 
 
 # ------------------------------------------------------------------------------- avatar create
+class DinarCrop(NamedTuple):
+    photo: torch.Tensor  # (1,3,S,S) in [0,1], zero outside the source image
+    mask: torch.Tensor  # (1,1,S,S) {0,1}
+    camera: Camera  # the crop's camera (S×S)
+    box: tuple[int, int, int]  # (left, top, side) of the square window in the source image
+
+
+def _square_box(left: float, top: float, right: float, bottom: float, grow: float) -> tuple[float, ...]:
+    """The box made square by stretching its short side, then scaled by ``grow`` about its centre."""
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    half = max(right - left, bottom - top) / 2 * grow
+    return cx - half, cy - half, cx + half, cy + half
+
+
+def dinar_crop(
+    photo: torch.Tensor, mask: torch.Tensor, vertices: torch.Tensor, camera: Camera, size: int = 512
+) -> DinarCrop:
+    """DINAR's person crop (§1.3): the square around the projected body and the silhouette.
+
+    The projected-vertex box is made square and grown ×1.2; the silhouette's box is grown ×1.2
+    and clamped to the image; the crop is the square of side = the union's width from the
+    union's top-left corner, zero-padded where it leaves the image, resized to ``size``
+    (bicubic with antialiasing for the photo, where DINAR uses PIL's default filter; the mask
+    area-averaged and thresholded at 0.2 as DINAR does). The camera follows (K' = S·T·K).
+    ``photo`` (1,3,H,W) in [0,1], ``mask`` (1,1,H,W) or (1,H,W), ``vertices`` (1,V,3) world.
+    """
+    height, width = photo.shape[-2:]
+    mask = mask.reshape(1, 1, height, width).float()
+    pixels, _ = camera.project(vertices.reshape(1, -1, 3).to(camera.K))
+    x, y = pixels[0, :, 0], pixels[0, :, 1]
+    body_box = _square_box(float(x.min()), float(y.min()), float(x.max()), float(y.max()), 1.2)
+    rows, cols = torch.nonzero(mask[0, 0] > 0.5, as_tuple=True)
+    if rows.numel() == 0:
+        raise UserError("the person mask is empty; cannot crop the person for DINAR")
+    sl, st, sr, sb = float(cols.min()), float(rows.min()), float(cols.max()) + 1, float(rows.max()) + 1
+    cx, cy, half_w, half_h = (sl + sr) / 2, (st + sb) / 2, (sr - sl) / 2 * 1.2, (sb - st) / 2 * 1.2
+    mask_box = (max(cx - half_w, 0), max(cy - half_h, 0), min(cx + half_w, width), min(cy + half_h, height))
+    left, top = int(min(body_box[0], mask_box[0])), int(min(body_box[1], mask_box[1]))
+    side = max(1, int(round(max(body_box[2], mask_box[2]) - left)))
+    pad = (max(0, -left), max(0, left + side - width), max(0, -top), max(0, top + side - height))
+
+    def window(image: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(image, pad)
+        x0, y0 = left + pad[0], top + pad[2]
+        return padded[..., y0 : y0 + side, x0 : x0 + side]
+
+    crop = F.interpolate(window(photo.float()), size=(size, size), mode="bicubic", antialias=True)
+    crop_mask = F.interpolate(window(mask), size=(size, size), mode="area" if side > size else "bilinear")
+    cam = camera.crop(left, top, side, side).scale(size / side)
+    cam = type(cam)(cam.K, cam.R, cam.t, size, size)
+    return DinarCrop(crop.clamp(0, 1), (crop_mask > 0.2).float(), cam, (left, top, side))
+
+
 def create_dinar_avatar(
     photo: torch.Tensor,
     person_mask: torch.Tensor,
@@ -477,7 +530,7 @@ def create_dinar_avatar(
 
     Args:
         photo: (1,3,S,S) the square person crop in [0,1], S = the encoder's input size (512),
-            as DINAR crops it (§1.3); ``person_mask`` (1,1,S,S) or (1,S,S) its silhouette.
+            as DINAR crops it (§1.3, :func:`dinar_crop`); ``person_mask`` (1,1,S,S) or (1,S,S).
         vertices: (1,V,3) the fitted, posed body in world space; ``camera`` the crop's camera
             (S×S; DINAR's is f = 5000 px scaled by the crop, identity rotation).
         body, shape: the body model the fit used and its shape vector (stored in the avatar).

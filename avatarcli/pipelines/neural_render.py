@@ -95,7 +95,10 @@ def avatar_textures_from_texture21(
     """Split one (21, T, T) or (1, 21, T, T) texture into the avatar entries read above (CPU)."""
     tex = texture21.detach().float().cpu().reshape(TEXTURE_CHANNELS, *texture21.shape[-2:])
     rgb = (tex[16:19].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
-    as_u8 = lambda m: (m.detach().cpu().reshape(tex.shape[-2:]) > 0.5).to(torch.uint8)  # noqa: E731
+
+    def as_u8(mask: torch.Tensor) -> torch.Tensor:
+        return (mask.detach().cpu().reshape(tex.shape[-2:]) > 0.5).to(torch.uint8)
+
     return {
         "neural": tex[:NEURAL_CHANNELS].to(torch.float16).contiguous(),
         "rgb": rgb,
