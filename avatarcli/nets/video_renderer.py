@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 POSE_CHANNELS = {"none": 0, "normals": 3}
-#: alpha logit of the body-mask prior: sigmoid(±4) ≈ 0.98 / 0.02
-MASK_PRIOR_LOGIT = 4.0
+#: alpha logit of the body-mask prior: sigmoid(±2) ≈ 0.88 / 0.12 (weak enough to learn hair and clothes)
+MASK_PRIOR_LOGIT = 2.0
 
 
 @dataclass

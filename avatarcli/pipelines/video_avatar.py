@@ -71,7 +71,7 @@ class VideoAvatarOptions:
     batch: int = 2
     patch: int = 128
     lr_texture: float = 0.01
-    lr_renderer: float = 2e-3
+    lr_renderer: float = 1e-3
     ssim_weight: float = 0.5
     dice_weight: float = 0.5
     checkpoint_every: int = 50

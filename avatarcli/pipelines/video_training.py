@@ -5,9 +5,10 @@ body mask, optional camera-space normals) is computed **once** and cached, cropp
 person. A training step is then only: sample the neural texture at the cached uvs → renderer →
 loss on random patches of a few frames. That keeps a step well under a second on a CPU.
 
-Loss (per patch, person composited on black as in StylePeople's target ``rgb · segm``):
-``L1 + w_ssim · (1 − SSIM) + w_dice · Dice(alpha, person mask)``. LPIPS is not used: it needs
-pretrained VGG weights that this project does not ship.
+Loss (per patch): ``L1 + w_ssim · (1 − SSIM)`` on colour inside the person mask, plus
+``w_dice · Dice(alpha, person mask)`` for the silhouette (see :func:`frame_loss` for why this
+differs from StylePeople's composite-on-black target). LPIPS is not used: it needs pretrained
+VGG weights that this project does not ship.
 """
 
 from __future__ import annotations
@@ -113,7 +114,7 @@ class NeuralAvatarModel(nn.Module):
         return rgb, torch.sigmoid(logit)
 
 
-def matte(alpha: torch.Tensor, floor: float = 0.05) -> torch.Tensor:
+def matte(alpha: torch.Tensor, floor: float = 0.15) -> torch.Tensor:
     """Alpha for compositing: below ``floor`` is fully transparent, so the renderer's faint haze
     far from the body (its mask prior never reaches exactly 0) does not tint the background."""
     return ((alpha - floor) / (1.0 - 2.0 * floor)).clamp(0.0, 1.0)
@@ -133,13 +134,20 @@ def frame_loss(
     ssim_weight: float,
     dice_weight: float,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """L1 + SSIM on the person composited over black, + Dice on the mask."""
+    """Colour (L1 + SSIM) where the person is, and the silhouette (Dice) on its own.
+
+    Scoring colour on ``rgb · alpha`` against the person on black (StylePeople's target) lets
+    outline errors dominate: the renderer then darkens colours near the outline, which hurts
+    the person's pixels. Here colour is compared inside the person mask only (the photo fills
+    the rest, so SSIM windows at the outline judge only the renderer's pixels) and alpha is
+    trained by the Dice term alone; frames are composited as ``rgb · alpha`` afterwards.
+    """
     from avatarcli.texture import ssim
 
-    pred = rgb * alpha
-    target = photo * person
-    l1 = (pred - target).abs().mean()
-    structural = 1.0 - ssim(pred, target).mean()
+    weight = person.clamp(0, 1)
+    l1 = ((rgb - photo).abs() * weight).sum() / (3.0 * weight.sum()).clamp_min(1.0)
+    inside = rgb * weight + photo * (1.0 - weight)
+    structural = 1.0 - ssim(inside, photo, weight).mean()
     dice = dice_loss(alpha, person)
     total = l1 + ssim_weight * structural + dice_weight * dice
     parts = {"l1": float(l1.detach()), "ssim": float(structural.detach()), "dice": float(dice.detach())}
@@ -152,7 +160,8 @@ class TrainSettings:
     batch: int = 2
     patch: int = 128
     lr_texture: float = 0.01
-    lr_renderer: float = 2e-3
+    lr_renderer: float = 1e-3
+    clip_grad: float = 1.0  # renderer gradient norm cap: no norm layers, so keep early steps tame
     ssim_weight: float = 0.5
     dice_weight: float = 0.5
     checkpoint_every: int = 50
@@ -239,6 +248,7 @@ def train_steps(
             loss, parts = frame_loss(rgb, alpha, photo, person, settings.ssim_weight, settings.dice_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.renderer.parameters(), settings.clip_grad)
             optimizer.step()
             step += 1
             history.append({"step": step, "loss": float(loss.detach()), **parts})
