@@ -70,7 +70,7 @@ class VideoAvatarOptions:
     steps: int = 400
     batch: int = 2
     patch: int = 128
-    lr_texture: float = 0.01
+    lr_texture: float = 2e-3
     lr_renderer: float = 1e-3
     ssim_weight: float = 0.5
     dice_weight: float = 0.5

@@ -159,7 +159,7 @@ class TrainSettings:
     steps: int = 300
     batch: int = 2
     patch: int = 128
-    lr_texture: float = 0.01
+    lr_texture: float = 2e-3
     lr_renderer: float = 1e-3
     clip_grad: float = 1.0  # renderer gradient norm cap: no norm layers, so keep early steps tame
     ssim_weight: float = 0.5
