@@ -7,7 +7,8 @@ Stages (Adam, fixed share of the iteration budget each):
    what makes back and side views (a turntable) fit without a facing hint;
 2. ``pose``     + body pose, all body keypoints, stiff pose priors;
 3. ``shape``    + shared shape and finger poses (when hand keypoints exist), softer priors;
-4. ``silhouette`` + the mask term (vertices inside the mask, mask boundary covered).
+4. ``silhouette`` + the mask term (vertices inside the mask, mask boundary covered); photos
+   without a mask just keep refining keypoints with the softest priors.
 
 Multi-view: every photo has its own camera (fixed, see :mod:`avatarcli.fitting.camera`), global
 orientation, translation and pose; the shape is one vector for all. A small coupling term
@@ -301,8 +302,6 @@ def fit_views(
 
     for stage_index in (1, 2, 3):
         stage = STAGES[stage_index][0]
-        if stage == "silhouette" and not any(t is not None for t in sil_targets):
-            continue
         groups = [{"params": [orient, body_pose], "lr": 0.03}, {"params": [delta], "lr": 0.004}]
         if stage_index >= 2:
             groups.append({"params": [shape], "lr": 0.05})
@@ -339,7 +338,8 @@ def fit_views(
                 terms["coupling"] = (
                     s.pose_coupling * ((body_pose - body_pose.mean(0, keepdim=True)) ** 2).sum()
                 )
-            if stage == "silhouette":
+            if stage == "silhouette" and any(t is not None for t in sil_targets):
+                # without any mask this stage is a plain low-prior refinement of the keypoint fit
                 vpix, _ = cam.project(out.vertices)
                 sil = [silhouette_loss(vpix[k], t) for k, t in enumerate(sil_targets) if t is not None]
                 terms["silhouette"] = s.silhouette_weight * torch.stack(sil).sum()
