@@ -273,3 +273,32 @@ def test_no_person_anywhere_is_a_user_error(frame_files, tmp_path):
     opts = VideoAvatarOptions(masks=[masks[-1]], fit_iters=5, steps=1)
     with pytest.raises(UserError, match="no frame .* shows a whole person"):
         create_video_avatar([images[-1]], tmp_path / "none.pt", opts)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_frame_renderer_on_cuda_matches_cpu(anny_body, frames, rgb_init):
+    from avatarcli.avatar_file import Avatar
+    from avatarcli.nets.video_renderer import renderer_record
+    from avatarcli.render import framing_camera
+
+    model = _model(rgb_init)
+    with torch.no_grad():
+        model.renderer.head.weight.normal_(std=0.01)
+    avatar = Avatar(
+        body_backend=anny_body.name,
+        body_model_id=anny_body.model_id,
+        shape=frames.shape[0],
+        uv_layout=anny_body.name,
+        textures={
+            "neural": model.texture.detach()[0].half(),
+            "rgb": torch.zeros(128, 128, 3, dtype=torch.uint8),
+        },
+        renderer=renderer_record(model.renderer, RENDERER_KIND),
+    )
+    rest = anny_body(shape=frames.shape).vertices
+    camera = framing_camera(rest, size=(96, 128))
+    on_cpu = frame_renderer_for(avatar, anny_body, "cpu", (1.0, 1.0, 1.0))(rest, camera)
+    on_gpu = frame_renderer_for(avatar, anny_body, "cuda", (1.0, 1.0, 1.0))(rest.cuda(), camera.to("cuda"))
+    anny_body.to("cpu")
+    assert np.abs(on_cpu.astype(int) - on_gpu.astype(int)).mean() < 1.0
