@@ -37,9 +37,17 @@ def render_overlay(image: np.ndarray, fit, body, max_side: int = 1024) -> np.nda
     tint = np.array([80.0, 140.0, 255.0])
     canvas[sil] = 0.55 * canvas[sil] + 0.45 * tint
     out_img = np.clip(canvas, 0, 255).astype(np.uint8)
-    # wireframe: every 12th face keeps it readable on dense meshes
-    tris = np.round(vpix[faces[::12]] * 4).astype(np.int32)
-    cv2.polylines(out_img, list(tris), True, (40, 70, 160), 1, cv2.LINE_AA, shift=2)
+    # faint wireframe of the camera-facing triangles (negative signed area in y-down pixels,
+    # the render core's convention), then the silhouette outline on top
+    tri = vpix[faces]
+    e1, e2 = tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    facing = (e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) < 0
+    lines = out_img.copy()
+    polys = list(np.round(tri[facing] * 4).astype(np.int32))  # 2 bits of sub-pixel precision
+    cv2.polylines(lines, polys, True, (20, 40, 120), 1, cv2.LINE_AA, 2)
+    out_img = cv2.addWeighted(out_img, 0.7, lines, 0.3, 0.0)
+    contours, _ = cv2.findContours(sil.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out_img, contours, -1, (255, 255, 255), 1, cv2.LINE_AA)
     radius = max(2, round(0.006 * max(out_img.shape[:2])))
     if fit.keypoints is not None:
         for (x, y, c), (u, v) in zip(fit.keypoints, lpix, strict=True):
