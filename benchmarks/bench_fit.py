@@ -86,7 +86,7 @@ def main() -> int:
     for key in ("body_load_s", "perceive_cold_s", "perceive_cached_s", "fit_s", "total_one_view_s"):
         if key in result:
             table.add_row(key.removesuffix("_s").replace("_", " "), f"{result[key]:.2f}")
-    Console().print(table)
+    Console(width=140).print(table)
     return 0
 
 

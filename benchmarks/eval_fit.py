@@ -200,7 +200,7 @@ def main() -> int:
             "",
             f"{octopus['seconds']:.1f}",
         )
-    Console().print(table)
+    Console(width=140).print(table)
     return 0
 
 
