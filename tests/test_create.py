@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import pickle
 
-import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from avatarcli.avatar_file import load_avatar
@@ -124,34 +121,3 @@ def test_fit_command_writes_fit_and_preview(photos, tmp_path, capsys):
         main(["create", str(photos["front"]), "--fit", fit_file, "-o", str(out), "--refine-steps", "2"]) == 0
     )
     assert out.exists()
-
-
-def test_dinar_export_is_camera_space(smplx_dir):
-    from avatarcli.body import load_body
-    from avatarcli.body.kinematics import axis_angle_to_matrix
-    from avatarcli.fitting import Fit
-    from avatarcli.pipelines.fit import dinar_params
-
-    body = load_body("smplx", model_dir=smplx_dir)
-    rng = np.random.default_rng(0)
-    pose = rng.normal(scale=0.2, size=(55, 3)).astype(np.float32)
-    fit = Fit(
-        body="smplx", model_id=body.model_id, shape=np.zeros(10, np.float32), pose=pose,
-        transl=np.array([0.1, -0.2, 0.05], np.float32), K=np.diag([500.0, 500.0, 1.0]).astype(np.float32),
-        R=np.diag([1.0, -1.0, -1.0]).astype(np.float32), t=np.array([0.0, 0.3, 3.0], np.float32),
-        width=512, height=512,
-    )  # fmt: skip
-    params = dinar_params(fit, body)
-    assert params["body_pose"].shape == (1, 63) and params["left_hand_pose"].shape == (1, 6)
-    # posing in world then applying the camera equals posing with the exported camera-space params
-    s, p, t = fit.body_params()
-    world = body(shape=s, pose=p, transl=t).vertices[0]
-    cam = world @ torch.as_tensor(fit.R).T + torch.as_tensor(fit.t)
-    p2 = p.clone()
-    p2[0, 0] = torch.as_tensor(params["global_orient"][0])
-    exported = body(shape=s, pose=p2, transl=torch.as_tensor(params["camera_translation"])).vertices[0]
-    assert torch.allclose(exported, cam, atol=1e-4)
-    assert torch.allclose(
-        axis_angle_to_matrix(p2[0, 0]), torch.as_tensor(fit.R) @ axis_angle_to_matrix(p[0, 0]), atol=1e-5
-    )
-    pickle.dumps(params)  # plain data only

@@ -38,7 +38,7 @@ def register(app: typer.Typer) -> None:
         ),
         fill=typer.Option("mirror+back+harmonic", "--fill", help="How unseen texels are filled."),
         refine_steps=typer.Option(64, "--refine-steps", help="RGB refinement steps through the render."),
-        fit_iters=typer.Option(300, "--fit-iters", help="Body-fitting iterations."),
+        fit_iters=typer.Option(400, "--fit-iters", help="Body-fitting iterations."),
         overwrite=typer.Option(False, "--overwrite", help="Replace existing avatar files."),
         json_out=typer.Option(False, "--json", help="Print a JSON summary."),
     )

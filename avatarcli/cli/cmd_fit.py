@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(Path("fit"), "-o", "--output", help="Output folder."),
         body: str = typer.Option("anny", "--body", help="anny (bundled) or smplx (your model files)."),
         smplx_dir: Path = typer.Option(None, "--smplx-dir", help="Folder with SMPL-X model files."),
-        iters: int = typer.Option(300, "--iters", help="Optimisation iterations."),
+        iters: int = typer.Option(400, "--iters", help="Optimisation iterations."),
         mask: Path = typer.Option(None, "--mask", help="Person mask image (one photo only)."),
         keypoints: Path = typer.Option(None, "--keypoints", help="OpenPose JSON (one photo only)."),
         dinar_camera: bool = typer.Option(False, "--dinar-camera", help="Use DINAR's f=5000px/512 camera."),

@@ -45,7 +45,7 @@ class CreateOptions:
     fill: str = "mirror+back+harmonic"
     refine_steps: int = 64
     tau: float = 0.1
-    fit_iters: int = 300
+    fit_iters: int = 400
     mask: str | None = None
     keypoints: str | None = None
     fits: list[str] | None = None
