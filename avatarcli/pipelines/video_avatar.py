@@ -66,6 +66,7 @@ class VideoAvatarOptions:
     renderer_depth: int = 3
     pose_channels: str = "none"  # "none" | "normals" (D²G-Net-style pose conditioning)
     refine_steps: int = 32  # RGB-texture refinement before neural training
+    texture_views: int = 12  # frames (evenly spread) merged into the RGB texture; refining it costs per view
     fill: str = "mirror+back+harmonic"
     steps: int = 400
     batch: int = 2
@@ -90,8 +91,8 @@ class VideoAvatarOptions:
             raise UserError("--texture-channels must be ≥ 3")
         if self.steps < 0 or self.fit_iters < 1 or self.batch < 1 or self.patch < 16:
             raise UserError("--steps ≥ 0, --fit-iters ≥ 1, --batch ≥ 1 and --patch ≥ 16 please")
-        if self.every < 1 or self.max_frames < 1 or self.resolution < 32:
-            raise UserError("--every ≥ 1, --max-frames ≥ 1 and --resolution ≥ 32 please")
+        if self.every < 1 or self.max_frames < 1 or self.resolution < 32 or self.texture_views < 1:
+            raise UserError("--every, --max-frames and --texture-views must be ≥ 1, --resolution ≥ 32")
 
     def train_settings(self):
         from avatarcli.pipelines.video_training import TrainSettings
@@ -514,7 +515,10 @@ def create_video_avatar(
                 warnings.extend(f.warnings)
             timings["fitting"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            built = rgb_texture_for_frames(body, frames, range(len(frames)), opts, say)
+            from avatarcli.pipelines.video_frames import subsample
+
+            views = subsample(len(frames), 1, max(1, opts.texture_views))
+            built = rgb_texture_for_frames(body, frames, views, opts, say)
             rgb_texture, known = built.texture.cpu(), built.seen.cpu()
             timings["rgb_texture"] = time.perf_counter() - t0
     if len(skipped) > len(frames):
