@@ -121,3 +121,64 @@ def test_fit_command_writes_fit_and_preview(photos, tmp_path, capsys):
         main(["create", str(photos["front"]), "--fit", fit_file, "-o", str(out), "--refine-steps", "2"]) == 0
     )
     assert out.exists()
+
+
+def test_create_method_dinar_with_tiny_weights(photos, anny_body, tmp_path, monkeypatch, capsys):
+    """The whole --method dinar path, with tiny random networks installed in a temp registry."""
+    import json as _json
+
+    from safetensors.torch import save_file
+
+    from avatarcli.io_utils import sha256_file
+    from avatarcli.nets import NETWORK_FILE_FORMAT, save_network
+    from avatarcli.pipelines.dinar import DINAR_WEIGHTS, random_dinar_networks
+    from avatarcli.weights_registry.registry import WeightEntry, update_manifest
+
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    monkeypatch.setenv("AVATAR_WEIGHTS", str(folder))
+    nets = random_dinar_networks("tiny", seed=0)
+    for name, net in nets.modules().items():
+        save_network(net, folder / f"dinar_{name}.safetensors")
+    # the test layout is anny's own UVs standing in for DINAR's SMPL-X layout
+    meta = {"format": NETWORK_FILE_FORMAT, "kind": "dinar_uv_layout", "config": _json.dumps({})}
+    save_file(
+        {"uv": anny_body.uv, "uv_faces": anny_body.uv_faces},
+        str(folder / "dinar_uv_layout.safetensors"),
+        metadata=meta,
+    )
+    entries = []
+    for name in DINAR_WEIGHTS:
+        path = folder / f"{name}.safetensors"
+        entries.append(
+            WeightEntry(name, path.name, sha256_file(path), path.stat().st_size, "test", "test", name)
+        )
+    update_manifest(entries, folder)
+
+    out = tmp_path / "d.pt"
+    args = [
+        "create",
+        str(photos["front"]),
+        "-o",
+        str(out),
+        "--method",
+        "dinar",
+        "--steps",
+        "2",
+        "--json",
+        *FAST,
+    ]
+    assert main(args) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    avatar = load_avatar(out)
+    assert avatar.has_neural_texture and avatar.uv_layout == "dinar"
+    assert set(avatar.weights) >= {"dinar_renderer", "dinar_generator"}
+    assert avatar.provenance["params"]["steps"] == 2 and len(summary["psnr"]) == 1
+    assert (tmp_path / "d_preview.png").exists()
+    # the neural avatar animates through the installed DINAR renderer
+    assert (
+        main(
+            ["animate", str(out), "--turntable", "--size", "32", "--fps", "2", "-o", str(tmp_path / "d.gif")]
+        )
+        == 0
+    )

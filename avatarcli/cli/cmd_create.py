@@ -27,7 +27,8 @@ def _stage_progress(bar):
 
 def register(app: typer.Typer) -> None:
     common = dict(
-        method=typer.Option("rgb", "--method", help="rgb (no weights), dinar or stylepeople (need weights)."),
+        method=typer.Option("rgb", "--method", help="rgb (no weights) or dinar (official DINAR weights)."),
+        steps=typer.Option(200, "--steps", help="DDIM steps for --method dinar (DINAR uses 200)."),
         body=typer.Option("anny", "--body", help="Body model: anny (bundled) or smplx (your model files)."),
         smplx_dir=typer.Option(
             None, "--smplx-dir", help="Folder with SMPL-X model files (for --body smplx)."
@@ -54,6 +55,7 @@ def register(app: typer.Typer) -> None:
         fit: list[Path] = typer.Option(None, "--fit", help="Reuse a fit file from avatar fit."),
         skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip photos whose avatar exists."),
         method: str = common["method"],
+        steps: int = common["steps"],
         body: str = common["body"],
         smplx_dir: Path = common["smplx_dir"],
         texture_size: int = common["texture_size"],
@@ -74,7 +76,7 @@ def register(app: typer.Typer) -> None:
         device = resolve_device(state.device)
         inputs = expand_inputs(photos)
         opts = _options(
-            method=method, body=body, smplx_dir=str(smplx_dir) if smplx_dir else None,
+            method=method, dinar_steps=steps, body=body, smplx_dir=str(smplx_dir) if smplx_dir else None,
             texture_size=texture_size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
             fit_iters=fit_iters, mask=str(mask) if mask else None,
             keypoints=str(keypoints) if keypoints else None, fits=[str(f) for f in fit] if fit else None,
@@ -120,6 +122,7 @@ def register(app: typer.Typer) -> None:
         output: Path = typer.Option(None, "-o", "--output", help="Output .pt (default: <first>.pt)."),
         tau: float = typer.Option(0.1, "--tau", help="Softmax temperature of the normal-angle merge."),
         method: str = common["method"],
+        steps: int = common["steps"],
         body: str = common["body"],
         smplx_dir: Path = common["smplx_dir"],
         texture_size: int = common["texture_size"],
@@ -138,7 +141,7 @@ def register(app: typer.Typer) -> None:
         seed_everything(state.seed)
         inputs = expand_inputs(photos)
         opts = _options(
-            method=method, body=body, smplx_dir=str(smplx_dir) if smplx_dir else None,
+            method=method, dinar_steps=steps, body=body, smplx_dir=str(smplx_dir) if smplx_dir else None,
             texture_size=texture_size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
             fit_iters=fit_iters, tau=tau, overwrite=overwrite,
         )  # fmt: skip

@@ -30,7 +30,7 @@ from avatarcli.errors import UserError
 #: progress(stage, done, total)
 ProgressFn = Callable[[str, int, int], None]
 
-METHODS = ("rgb", "dinar", "stylepeople")
+METHODS = ("rgb", "dinar")
 
 
 @dataclass
@@ -38,6 +38,7 @@ class CreateOptions:
     """Everything that changes the avatar (recorded in the avatar's provenance)."""
 
     method: str = "rgb"
+    dinar_steps: int = 200
     body: str = "anny"
     smplx_dir: str | None = None
     texture_size: int = 256
@@ -146,18 +147,13 @@ def create_avatar(
     opts.check()
     if not images:
         raise UserError("no input photos given")
-    if opts.method != "rgb":
+    if opts.method == "dinar":
+        from avatarcli.pipelines.dinar import DINAR_WEIGHTS
         from avatarcli.weights_registry import require_weights
 
-        needed = {
-            "dinar": ("dinar_encoder", "dinar_generator", "dinar_vq", "dinar_unet", "dinar_renderer"),
-            "stylepeople": ("stylepeople_generator", "stylepeople_renderer"),
-        }[opts.method]
-        require_weights(needed)  # stops before any work, naming the file and how to get it
-        raise UserError(
-            f"--method {opts.method}: the weights are installed, but this build wires only the RGB "
-            "path into avatar create; use the Python API in avatarcli.pipelines.dinar for now"
-        )
+        require_weights(DINAR_WEIGHTS)  # stops before any work, naming the file and how to get it
+        if len(images) != 1:
+            raise UserError("--method dinar makes an avatar from one photo; merge several with --method rgb")
     device = torch.device(device)
     target = default_output(images, output)
     if target.exists() and not opts.overwrite:
@@ -167,6 +163,7 @@ def create_avatar(
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
 
+    from avatarcli.avatar_file import Avatar
     from avatarcli.body import load_body
     from avatarcli.fitting.optimize import FitSettings, fit_perceptions
     from avatarcli.perception import perceive
@@ -196,51 +193,39 @@ def create_avatar(
     views = [
         posed_view(body, fit, perception, device) for fit, perception in zip(fits, perceptions, strict=True)
     ]
-    built, maps = texture_for_views(body, shape, views, opts, say)
-    texture = built.texture
-    timings["texture"] = time.perf_counter() - t0
+    from avatarcli.avatar_file import save_avatar
 
-    t0 = time.perf_counter()
-    scores = [input_view_scores(body, v.vertices, v.camera, texture, v.image, v.mask) for v in views]
-    from avatarcli.avatar_file import Avatar, save_avatar
-    from avatarcli.io_utils import sha256_file
-
-    view_records = [
-        {
-            "image_name": Path(fit.image_path or images[i]).name,
-            "pose": torch.as_tensor(np.asarray(fit.pose, np.float32)),
-            "transl": torch.as_tensor(np.asarray(fit.transl, np.float32)),
-            "K": torch.as_tensor(np.asarray(fit.K, np.float32)),
-            "R": torch.as_tensor(np.asarray(fit.R, np.float32)),
-            "t": torch.as_tensor(np.asarray(fit.t, np.float32)),
-            "width": int(fit.width),
-            "height": int(fit.height),
-        }
-        for i, fit in enumerate(fits)
-    ]
-    avatar = Avatar(
-        body_backend=body.name,
-        body_model_id=body.model_id,
-        shape=shape[0].cpu(),
-        uv_layout=body.name,
-        textures={
-            "rgb": _to_uint8_hw3(texture),
-            "known": built.exact.to(torch.uint8).cpu(),  # B_smp: hit exactly by a photo pixel
-            "filled": built.seen.to(torch.uint8).cpu(),  # B_fill: sampled + the 3×3 ring
-        },
-        views=view_records,
-        provenance={
-            "method": opts.method,
-            "seed": opts.seed,
-            "tool_version": __version__,
-            "inputs": [{"name": Path(p).name, "sha256": sha256_file(p)} for p in images],
-            "params": {k: v for k, v in asdict(opts).items() if k not in ("overwrite",)},
-            "fit_quality": [fit.quality for fit in fits],
-        },
-    )
-    save_avatar(avatar, target, overwrite=opts.overwrite)
+    records, provenance = _view_records(fits, images), _provenance(opts, images, fits)
     preview = target.with_name(target.stem + "_preview.png")
-    _write_preview(preview, body, shape, perceptions[0], views[0], texture, maps, opts.occlusion)
+    if opts.method == "dinar":
+        avatar, scores, tiles = _dinar_avatar(body, shape, views[0], records, provenance, opts, device, say)
+        timings["dinar"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        save_avatar(avatar, target, overwrite=opts.overwrite)
+        from avatarcli.render.preview import save_contact_sheet
+
+        save_contact_sheet(preview, [("input", perceptions[0].image), *tiles], tile_size=256, columns=4)
+    else:
+        built, maps = texture_for_views(body, shape, views, opts, say)
+        texture = built.texture
+        timings["texture"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        scores = [input_view_scores(body, v.vertices, v.camera, texture, v.image, v.mask) for v in views]
+        avatar = Avatar(
+            body_backend=body.name,
+            body_model_id=body.model_id,
+            shape=shape[0].cpu(),
+            uv_layout=body.name,
+            textures={
+                "rgb": _to_uint8_hw3(texture),
+                "known": built.exact.to(torch.uint8).cpu(),  # B_smp: hit exactly by a photo pixel
+                "filled": built.seen.to(torch.uint8).cpu(),  # B_fill: sampled + the 3×3 ring
+            },
+            views=records,
+            provenance=provenance,
+        )
+        save_avatar(avatar, target, overwrite=opts.overwrite)
+        _write_preview(preview, body, shape, perceptions[0], views[0], texture, maps, opts.occlusion)
     timings["save"] = time.perf_counter() - t0
     warnings = [w for p in perceptions for w in p.warnings] + [w for f in fits for w in f.warnings]
     return CreateResult(
@@ -254,6 +239,69 @@ def create_avatar(
         seconds=round(time.perf_counter() - t_start, 2),
         timings={k: round(v, 2) for k, v in timings.items()},
     )
+
+
+def _view_records(fits, images) -> list[dict]:
+    """What the avatar remembers of each input view (pose + camera) for ``--view input``."""
+    return [
+        {
+            "image_name": Path(fit.image_path or images[i]).name,
+            "pose": torch.as_tensor(np.asarray(fit.pose, np.float32)),
+            "transl": torch.as_tensor(np.asarray(fit.transl, np.float32)),
+            "K": torch.as_tensor(np.asarray(fit.K, np.float32)),
+            "R": torch.as_tensor(np.asarray(fit.R, np.float32)),
+            "t": torch.as_tensor(np.asarray(fit.t, np.float32)),
+            "width": int(fit.width),
+            "height": int(fit.height),
+        }
+        for i, fit in enumerate(fits)
+    ]
+
+
+def _provenance(opts: CreateOptions, images, fits) -> dict:
+    from avatarcli.io_utils import sha256_file
+
+    return {
+        "method": opts.method,
+        "seed": opts.seed,
+        "tool_version": __version__,
+        "inputs": [{"name": Path(p).name, "sha256": sha256_file(p)} for p in images],
+        "params": {k: v for k, v in asdict(opts).items() if k not in ("overwrite",)},
+        "fit_quality": [fit.quality for fit in fits],
+    }
+
+
+def _dinar_avatar(body, shape, view, records, provenance, opts: CreateOptions, device, say):
+    """DINAR's neural path for one fitted photo: crop, neural texture + diffusion inpainting,
+    refinement; returns the avatar, the input-crop scores and preview tiles."""
+    from avatarcli.pipelines.dinar import DinarOptions, create_dinar_avatar, dinar_crop, load_dinar_networks
+    from avatarcli.pipelines.posing import make_frame_renderer
+    from avatarcli.render import framing_camera
+    from avatarcli.texture import psnr, ssim
+
+    networks = load_dinar_networks(device)
+    crop = dinar_crop(
+        view.image, view.mask, view.vertices, view.camera, size=networks.encoder.config.image_size
+    )
+    provenance = {**provenance, "params": {**provenance["params"], "steps": opts.dinar_steps}}
+    avatar, _ = create_dinar_avatar(
+        crop.photo, crop.mask, view.vertices, crop.camera, body, shape, networks,
+        DinarOptions(steps=opts.dinar_steps, refine_steps=opts.refine_steps),
+        seed=opts.seed, views=records, provenance=provenance, progress=say,
+    )  # fmt: skip
+    avatar.renderer = None  # the installed renderer (its sha256 is in avatar.weights) draws it
+    draw = make_frame_renderer(avatar, body, device, (1.0, 1.0, 1.0))
+    with torch.no_grad():
+        frame = torch.from_numpy(draw(view.vertices, crop.camera)).permute(0, 3, 1, 2).float() / 255
+        region = crop.mask.reshape(1, *crop.photo.shape[-2:]).bool()
+        image = torch.where(region[:, None], frame.to(crop.photo), crop.photo)
+        scores = [(float(psnr(image, crop.photo, region)), float(ssim(image, crop.photo, region)))]
+        rest = body(shape=shape).vertices
+        turns = draw(rest.expand(3, -1, -1), framing_camera(rest, [0.0, 90.0, 180.0], size=256).to(device))
+    rgb = avatar.textures["rgb"]
+    tiles = [("DINAR crop", crop.photo[0]), ("neural render, input view", frame[0]), ("RGB channels", rgb)]
+    tiles += [(f"{name} (rest)", img) for name, img in zip(("front", "side", "back"), turns, strict=True)]
+    return avatar, scores, tiles
 
 
 def _load_fits(paths: Sequence[str], body, images: Sequence[str | os.PathLike]):
