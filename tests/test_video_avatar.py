@@ -188,6 +188,9 @@ def test_undecodable_video_is_a_clear_input_error(tmp_path):
         collect_frames(tmp_path / "missing.gif", tmp_path / "f")
     with pytest.raises(UserError, match="one video"):
         collect_frames([bad, tmp_path / "x.png"], tmp_path / "f")
+    with pytest.raises(InputFileError, match="cannot decode"):
+        create_video_avatar(bad, tmp_path / "out.pt", VideoAvatarOptions())
+    assert not (tmp_path / "out.pt").exists() and not checkpoint_path(tmp_path / "out.pt").exists()
 
 
 @pytest.fixture(scope="module")
