@@ -282,3 +282,38 @@ def test_missing_weights_fail_before_any_work(body, front, tmp_path, monkeypatch
             progress=lambda *a: calls.append(a),
         )  # fmt: skip
     assert calls == []
+
+
+@pytest.mark.slow
+def test_official_size_networks_fit_one_step_per_stage(body, front):
+    """The released sizes (256² texture, 14×512 W+, ngf-64 renderer) go through every stage."""
+    torch.manual_seed(0)
+    generator, renderer = SPTextureGenerator().eval(), SPRenderer().eval()
+    options = SPFitOptions(image_size=128, mean_latent_samples=1024).with_iters(
+        latent=1, generator=1, noise=1, texture=1
+    )
+    result = fit_stylepeople([front], body, generator, renderer, options=options, seed=0)
+    assert result.texture.shape == (16, 256, 256) and result.latent.shape == (1, 14, 512)
+    assert all(len(v) == 1 and np.isfinite(v[0]) for v in result.losses.values())
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fit_matches_cpu(body, front):
+    generator, renderer = _tiny_networks()
+    options = _options(steps=2)
+    cpu = fit_stylepeople([front], body, generator, renderer, options=options, seed=0)
+    cuda = torch.device("cuda")
+    view = TextureView(
+        front.vertices.to(cuda), front.camera.to(cuda), front.image.to(cuda), front.mask.to(cuda)
+    )
+    try:
+        gpu = fit_stylepeople(
+            [view], body.to(cuda), generator.to(cuda), renderer.to(cuda), options=options, seed=0
+        )
+    finally:
+        body.to("cpu")
+    assert gpu.texture.device.type == "cuda"
+    torch.testing.assert_close(gpu.texture.cpu(), cpu.texture, atol=5e-3, rtol=1e-2)
+    for stage, losses in cpu.losses.items():
+        assert gpu.losses[stage] == pytest.approx(losses, rel=1e-2)

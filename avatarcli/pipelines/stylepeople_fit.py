@@ -328,8 +328,7 @@ def _photo_loss(render: torch.Tensor, targets: SPTargets, stage: SPStage) -> tor
     if stage.face and targets.face_grid is not None:
         crops = F.grid_sample(render, targets.face_grid, mode="bilinear", align_corners=False)
         goal = F.grid_sample(targets.target, targets.face_grid, mode="bilinear", align_corners=False)
-        per_view = _structural(crops, goal) + F.mse_loss(crops, goal, reduction="none").mean(dim=(1, 2, 3))
-        loss = loss + stage.face * (per_view * targets.face_valid).mean()
+        loss = loss + stage.face * (_structural(crops, goal) * targets.face_valid).mean()
     return loss
 
 
