@@ -24,6 +24,7 @@ from avatarcli.pipelines.stylepeople_fit import (
     fit_stylepeople,
     initial_latent,
     prepare_targets,
+    stylepeople_preview_tiles,
 )
 from avatarcli.texture.build import TextureView
 
@@ -243,6 +244,7 @@ def sp_registry(tmp_path, monkeypatch):
 def test_create_avatar_from_fitted_photo(body, front, sp_registry, tmp_path):
     from avatarcli.avatar_file import load_avatar, save_avatar
     from avatarcli.pipelines.posing import make_frame_renderer
+    from avatarcli.render.preview import save_contact_sheet
     from avatarcli.weights_registry import read_manifest
 
     shape = torch.zeros(1, body.num_shape)
@@ -271,6 +273,16 @@ def test_create_avatar_from_fitted_photo(body, front, sp_registry, tmp_path):
     draw = make_frame_renderer(loaded, body, torch.device("cpu"), (1.0, 1.0, 1.0))
     frames = draw(front.vertices, front.camera)
     assert frames.shape == (1, 96, 64, 3) and frames.dtype == np.uint8
+    # preview tiles for the contact sheet
+    tiles = stylepeople_preview_tiles(loaded, body, front, _options(steps=2))
+    assert [t for t, _ in tiles][:3] == [
+        "StylePeople crop",
+        "neural render, input view",
+        "neural texture (ch 0-2)",
+    ]
+    assert len(tiles) == 6 and tiles[1][1].shape == (3, 64, 64) and tiles[3][1].shape == (3, 256, 256)
+    save_contact_sheet(tmp_path / "preview.png", tiles, tile_size=64, columns=3)
+    assert (tmp_path / "preview.png").stat().st_size > 0
 
 
 def test_missing_weights_fail_before_any_work(body, front, tmp_path, monkeypatch):

@@ -32,6 +32,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -508,7 +509,7 @@ def create_stylepeople_avatar(
     device: torch.device | str = "cpu",
     faces: Sequence[FaceBox | None] | None = None,
     progress: FitProgress | None = None,
-    weights_folder=None,
+    weights_folder: Path | None = None,
 ) -> tuple[Avatar, list[tuple[float, float]], SPFitResult]:
     """``avatar create --method stylepeople``: fitted photos → a StylePeople avatar.
 
@@ -581,3 +582,40 @@ def _crop_scores(draw, view: TextureView, options: SPFitOptions) -> tuple[float,
             return float("nan"), float("nan")
         image = torch.where(region[:, None], frame.to(photo), photo)
         return float(psnr(image, photo, region)), float(ssim(image, photo, region))
+
+
+def stylepeople_preview_tiles(
+    avatar: Avatar,
+    body,
+    view: TextureView,
+    options: SPFitOptions | None = None,
+    device: torch.device | str = "cpu",
+) -> list[tuple[str, torch.Tensor]]:
+    """Preview tiles of a StylePeople avatar: the crop, its neural re-render, texture, rest turns.
+
+    Drawn through the installed renderer named in ``avatar.weights`` (as ``avatar animate`` will).
+    """
+    from avatarcli.pipelines.sample import _texture_preview
+    from avatarcli.pipelines.sp_render import SPFrameRenderer
+    from avatarcli.render import framing_camera
+
+    options = options or SPFitOptions()
+    device = torch.device(device)
+    view = _view_to(view, device)
+    draw = SPFrameRenderer.for_avatar(avatar, body, device, (1.0, 1.0, 1.0))
+    photo, _, camera = stylepeople_crop(view, options.image_size, options.crop_scale)
+    with torch.no_grad():
+        frame = draw.render(view.vertices.reshape(1, -1, 3), camera)
+        rest = body(shape=avatar.shape.to(device)[None]).vertices
+        turns = draw.render(
+            rest.expand(3, -1, -1), framing_camera(rest, [0.0, 90.0, 180.0], size=256).to(device)
+        )
+    tiles = [
+        ("StylePeople crop", photo[0].cpu()),
+        ("neural render, input view", frame[0].cpu()),
+        ("neural texture (ch 0-2)", _texture_preview(avatar.textures["neural"].float())),
+    ]
+    tiles += [
+        (f"{name} (rest)", img.cpu()) for name, img in zip(("front", "side", "back"), turns, strict=True)
+    ]
+    return tiles
