@@ -70,3 +70,25 @@ def test_import_sample_animate(sp_weights, tmp_path, capsys):
         == 0
     )
     assert video.exists()
+
+
+def test_create_method_stylepeople(sp_weights, anny_body, tmp_path, capsys):
+    """create --method stylepeople on a synthetic photo, tiny networks, a few iterations."""
+    from PIL import Image
+
+    from avatarcli.pipelines.synthetic import synthetic_person
+
+    assert main(["weights", "import", "stylepeople", str(sp_weights)]) == 0
+    person = synthetic_person(anny_body, size=(96, 128), texture_size=64)
+    photo, mask = tmp_path / "p.png", tmp_path / "m.png"
+    Image.fromarray(person.image).save(photo)
+    Image.fromarray(person.mask).save(mask)
+    out = tmp_path / "sp.pt"
+    args = ["create", str(photo), "--mask", str(mask), "-o", str(out), "--method", "stylepeople",
+            "--sp-size", "64", "--max-seconds", "3", "--fit-iters", "30", "--json"]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert any("mean latent" in w for w in summary["warnings"])  # no encoder: said, not silent
+    avatar = load_avatar(out)
+    assert avatar.has_neural_texture and "stylepeople_renderer" in avatar.weights
+    assert (tmp_path / "sp_preview.png").exists()

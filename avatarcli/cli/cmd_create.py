@@ -27,8 +27,12 @@ def _stage_progress(bar):
 
 def register(app: typer.Typer) -> None:
     common = dict(
-        method=typer.Option("rgb", "--method", help="rgb (no weights) or dinar (official DINAR weights)."),
+        method=typer.Option("rgb", "--method", help="rgb (no weights), dinar or stylepeople (need weights)."),
         steps=typer.Option(200, "--steps", help="DDIM steps for --method dinar (DINAR uses 200)."),
+        sp_size=typer.Option(1024, "--sp-size", help="Render size for --method stylepeople (official 1024)."),
+        max_seconds=typer.Option(
+            None, "--max-seconds", help="Stop --method stylepeople's optimisation early."
+        ),
         body=typer.Option("anny", "--body", help="Body model: anny (bundled) or smplx (your model files)."),
         smplx_dir=typer.Option(
             None, "--smplx-dir", help="Folder with SMPL-X model files (for --body smplx)."
@@ -56,6 +60,8 @@ def register(app: typer.Typer) -> None:
         skip_existing: bool = typer.Option(False, "--skip-existing", help="Skip photos whose avatar exists."),
         method: str = common["method"],
         steps: int = common["steps"],
+        sp_size: int = common["sp_size"],
+        max_seconds: float = common["max_seconds"],
         body: str = common["body"],
         smplx_dir: Path = common["smplx_dir"],
         texture_size: int = common["texture_size"],
@@ -76,7 +82,8 @@ def register(app: typer.Typer) -> None:
         device = resolve_device(state.device)
         inputs = expand_inputs(photos)
         opts = _options(
-            method=method, dinar_steps=steps, body=body, smplx_dir=str(smplx_dir) if smplx_dir else None,
+            method=method, dinar_steps=steps, sp_image_size=sp_size, max_seconds=max_seconds, body=body,
+            smplx_dir=str(smplx_dir) if smplx_dir else None,
             texture_size=texture_size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
             fit_iters=fit_iters, mask=str(mask) if mask else None,
             keypoints=str(keypoints) if keypoints else None, fits=[str(f) for f in fit] if fit else None,
@@ -123,6 +130,8 @@ def register(app: typer.Typer) -> None:
         tau: float = typer.Option(0.1, "--tau", help="Softmax temperature of the normal-angle merge."),
         method: str = common["method"],
         steps: int = common["steps"],
+        sp_size: int = common["sp_size"],
+        max_seconds: float = common["max_seconds"],
         body: str = common["body"],
         smplx_dir: Path = common["smplx_dir"],
         texture_size: int = common["texture_size"],
@@ -141,7 +150,8 @@ def register(app: typer.Typer) -> None:
         seed_everything(state.seed)
         inputs = expand_inputs(photos)
         opts = _options(
-            method=method, dinar_steps=steps, body=body, smplx_dir=str(smplx_dir) if smplx_dir else None,
+            method=method, dinar_steps=steps, sp_image_size=sp_size, max_seconds=max_seconds, body=body,
+            smplx_dir=str(smplx_dir) if smplx_dir else None,
             texture_size=texture_size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
             fit_iters=fit_iters, tau=tau, overwrite=overwrite,
         )  # fmt: skip

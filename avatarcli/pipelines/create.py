@@ -30,7 +30,7 @@ from avatarcli.errors import UserError
 #: progress(stage, done, total)
 ProgressFn = Callable[[str, int, int], None]
 
-METHODS = ("rgb", "dinar")
+METHODS = ("rgb", "dinar", "stylepeople")
 
 
 @dataclass
@@ -39,6 +39,8 @@ class CreateOptions:
 
     method: str = "rgb"
     dinar_steps: int = 200
+    sp_image_size: int = 1024  # StylePeople's render size (official 1024; 512/256 are much faster on CPU)
+    max_seconds: float | None = None  # StylePeople: stop the staged optimisation after this long
     body: str = "anny"
     smplx_dir: str | None = None
     texture_size: int = 256
@@ -154,6 +156,10 @@ def create_avatar(
         require_weights(DINAR_WEIGHTS)  # stops before any work, naming the file and how to get it
         if len(images) != 1:
             raise UserError("--method dinar makes an avatar from one photo; merge several with --method rgb")
+    elif opts.method == "stylepeople":
+        from avatarcli.weights_registry import require_weights
+
+        require_weights(("stylepeople_generator", "stylepeople_renderer"))
     device = torch.device(device)
     target = default_output(images, output)
     if target.exists() and not opts.overwrite:
@@ -205,6 +211,20 @@ def create_avatar(
         from avatarcli.render.preview import save_contact_sheet
 
         save_contact_sheet(preview, [("input", perceptions[0].image), *tiles], tile_size=256, columns=4)
+    elif opts.method == "stylepeople":
+        avatar, scores, notes = _stylepeople_avatar(
+            body, shape, views, perceptions, records, provenance, opts, device, say
+        )
+        timings["stylepeople"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        save_avatar(avatar, target, overwrite=opts.overwrite)
+        from avatarcli.pipelines.stylepeople_fit import SPFitOptions, stylepeople_preview_tiles
+        from avatarcli.render.preview import save_contact_sheet
+
+        sp_tiles = stylepeople_preview_tiles(
+            avatar, body, views[0], SPFitOptions(image_size=opts.sp_image_size), device
+        )
+        save_contact_sheet(preview, [("input", perceptions[0].image), *sp_tiles], tile_size=256, columns=4)
     else:
         built, maps = texture_for_views(body, shape, views, opts, say)
         texture = built.texture
@@ -228,6 +248,8 @@ def create_avatar(
         _write_preview(preview, body, shape, perceptions[0], views[0], texture, maps, opts.occlusion)
     timings["save"] = time.perf_counter() - t0
     warnings = [w for p in perceptions for w in p.warnings] + [w for f in fits for w in f.warnings]
+    if opts.method == "stylepeople":
+        warnings += notes  # e.g. no encoder: started from the mean latent; SSIM instead of LPIPS
     return CreateResult(
         avatar=target,
         preview=preview,
@@ -269,6 +291,21 @@ def _provenance(opts: CreateOptions, images, fits) -> dict:
         "params": {k: v for k, v in asdict(opts).items() if k not in ("overwrite",)},
         "fit_quality": [fit.quality for fit in fits],
     }
+
+
+def _stylepeople_avatar(
+    body, shape, views, perceptions, records, provenance, opts: CreateOptions, device, say
+):
+    """StylePeople's fitting of the photos (latent → generator → noise → texture stages)."""
+    from avatarcli.pipelines.stylepeople_fit import SPFitOptions, create_stylepeople_avatar, face_box_of
+
+    sp = SPFitOptions(image_size=opts.sp_image_size, max_seconds=opts.max_seconds)
+    avatar, scores, fit = create_stylepeople_avatar(
+        views, body, shape, records, provenance, seed=opts.seed, options=sp, device=device,
+        faces=[face_box_of(p) for p in perceptions],
+        progress=lambda stage, done, total, loss: say(f"stylepeople: {stage}", done, total),
+    )  # fmt: skip
+    return avatar, scores, list(fit.notes)
 
 
 def _dinar_avatar(body, shape, view, records, provenance, opts: CreateOptions, device, say):

@@ -21,7 +21,8 @@ RENDERER_WEIGHTS = "stylepeople_renderer"
 GENERATOR_WEIGHTS = "stylepeople_generator"
 
 
-def _uv_input(body, vertices: torch.Tensor, camera) -> torch.Tensor:
+def uv_input(body, vertices: torch.Tensor, camera) -> torch.Tensor:
+    """StylePeople's renderer input: uv (B, 2, H, W) as ``2·uv − 1`` on the body, −10 off it."""
     from avatarcli.render import rasterize, render_uv
 
     frags = rasterize(vertices, body.faces, camera, cull_backfaces=True)
@@ -57,14 +58,16 @@ class SPFrameRenderer:
     def render(self, vertices: torch.Tensor, camera) -> torch.Tensor:
         """RGB in [0, 1], (B, 3, H, W) at the camera's size."""
         size = (camera.height, camera.width)
-        half = [max(32, int(round(s / 2 / 32)) * 32) for s in size]
-        cam = camera.scale(half[1] / camera.width)
-        cam = type(cam)(cam.K, cam.R, cam.t, half[1], half[0])
-        uv = _uv_input(self.body, vertices, cam)
+        # rasterise at half size on a canvas grown to the renderer's multiple of 32 (extra rows and
+        # columns at the bottom/right), then crop the doubled output back to exactly 2× half size
+        cam = camera.scale(0.5)
+        padded = [max(32, -(-n // 32) * 32) for n in (cam.height, cam.width)]
+        canvas = type(cam)(cam.K, cam.R, cam.t, padded[1], padded[0])
+        uv = uv_input(self.body, vertices, canvas)
         with torch.no_grad():
             out = self.renderer.render_texture(self.texture.expand(len(vertices), -1, -1, -1), uv)
-        rgb = (out.rgb + 1) / 2
-        alpha = out.segm
+        rgb = (out.rgb + 1)[..., : 2 * cam.height, : 2 * cam.width] / 2
+        alpha = out.segm[..., : 2 * cam.height, : 2 * cam.width]
         if tuple(rgb.shape[-2:]) != size:
             rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False)
             alpha = F.interpolate(alpha, size=size, mode="bilinear", align_corners=False)

@@ -285,7 +285,7 @@ def prepare_targets(
     face_crop: int = FACE_CROP_SIZE,
 ) -> SPTargets:
     """Crop every view, render its uv input once (the body does not move during the fit)."""
-    from avatarcli.pipelines.sp_render import _uv_input
+    from avatarcli.pipelines.sp_render import uv_input
 
     if faces is not None and len(faces) != len(views):
         raise ValueError(f"{len(faces)} face boxes for {len(views)} views")
@@ -294,7 +294,7 @@ def prepare_targets(
     for i, view in enumerate(views):
         photo, mask, camera = stylepeople_crop(view, image_size, crop_scale)
         with torch.no_grad():
-            uv = _uv_input(body, view.vertices.reshape(1, -1, 3).float(), camera.scale(0.5))
+            uv = uv_input(body, view.vertices.reshape(1, -1, 3).float(), camera.scale(0.5))
         if not bool((uv > -10).any()):
             raise UserError(f"view {i + 1}: the fitted body is not visible in its photo; refit it")
         box = faces[i] if faces is not None else None
