@@ -127,12 +127,21 @@ def texture_for_views(body, shape: torch.Tensor, views, opts: CreateOptions, say
     from avatarcli.texture.build import build_rgb_texture
 
     report = say or (lambda *_: None)
+    current: list[str] = []
+
+    def step(message: str) -> None:  # each texture step is one bar, completed when the next starts
+        if current:
+            report(current[-1], 1, 1)
+        current.append(f"texture: {message}")
+        report(current[-1], 0, 1)
+
     maps = body_texel_maps(body, opts.texture_size, shape)
     built = build_rgb_texture(
         body, views, texture_size=opts.texture_size, fill_method=opts.fill, tau=opts.tau,
-        detect_occlusion=opts.occlusion, refine_steps=opts.refine_steps, maps=maps,
-        progress=lambda message: report(f"texture: {message}", 0, 1),
+        detect_occlusion=opts.occlusion, refine_steps=opts.refine_steps, maps=maps, progress=step,
     )  # fmt: skip
+    if current:
+        report(current[-1], 1, 1)
     return built, maps
 
 
