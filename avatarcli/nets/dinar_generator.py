@@ -17,13 +17,20 @@ import torch
 from torch import nn
 
 from avatarcli.nets import load_exact_state_dict, require_keys, strip_prefix
-from avatarcli.nets.stylegan2 import DEFAULT_BLUR_KERNEL, ConstantInput, StyledConv, ToRGB, stylegan_channels
+from avatarcli.nets.stylegan2 import (
+    DEFAULT_BLUR_KERNEL,
+    ConstantInput,
+    NoiseBuffers,
+    StyledConv,
+    SynthesisLayout,
+    ToRGB,
+)
 
 NoiseMode = Literal["random", "buffers"]
 
 
 @dataclass(frozen=True)
-class DinarGeneratorConfig:
+class DinarGeneratorConfig(SynthesisLayout):
     """Sizes of the generator. ``official()`` is released DINAR (256² texture, 8.12 M parameters)."""
 
     texture_size: int = 256
@@ -31,6 +38,10 @@ class DinarGeneratorConfig:
     channel_multiplier: float = 2.0
     output_channels: int = 16
     blur_kernel: tuple[int, ...] = DEFAULT_BLUR_KERNEL
+
+    @property
+    def synthesis_size(self) -> int:
+        return self.texture_size
 
     def __post_init__(self) -> None:
         log2 = math.log2(self.texture_size)
@@ -59,40 +70,6 @@ class DinarGeneratorConfig:
             blur_kernel=tuple(args.get("blur_kernel", DEFAULT_BLUR_KERNEL)),
         )
 
-    @property
-    def log_size(self) -> int:
-        return int(math.log2(self.texture_size))
-
-    @property
-    def num_noise_layers(self) -> int:
-        """One noise map per StyledConv: conv1 plus two per doubling (13 for 256²)."""
-        return (self.log_size - 2) * 2 + 1
-
-    @property
-    def n_latent(self) -> int:
-        """Style inputs consumed (14 for 256²); a W+ input has this many rows."""
-        return self.log_size * 2 - 2
-
-    def noise_resolution(self, layer: int) -> int:
-        """Side of noise map ``layer``: 4 for conv1, then 8, 8, 16, 16, …"""
-        return 2 ** ((layer + 5) // 2)
-
-    def width(self, resolution: int) -> int:
-        return stylegan_channels(resolution, self.channel_multiplier)
-
-
-class _NoiseBuffers(nn.Module):
-    """Fixed noise maps ``noise_0 …`` kept in checkpoints (used with ``noise_mode="buffers"``)."""
-
-    def __init__(self, config: DinarGeneratorConfig) -> None:
-        super().__init__()
-        for layer in range(config.num_noise_layers):
-            side = config.noise_resolution(layer)
-            self.register_buffer(f"noise_{layer}", torch.randn(1, 1, side, side))
-
-    def get(self, layer: int) -> torch.Tensor:
-        return getattr(self, f"noise_{layer}")
-
 
 class DinarTextureGenerator(nn.Module):
     """Constant 4² → ``conv1`` → (upsampling StyledConv, StyledConv) per doubling; the 16-channel
@@ -117,7 +94,7 @@ class DinarTextureGenerator(nn.Module):
             self.convs.append(StyledConv(out_width, out_width, 3, style_dim, blur_kernel=blur))
             self.to_rgbs.append(ToRGB(out_width, style_dim, out_c, blur_kernel=blur))
             width = out_width
-        self.noises = _NoiseBuffers(config)
+        self.noises = NoiseBuffers(config)
 
     def make_noise(
         self,

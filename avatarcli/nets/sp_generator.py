@@ -26,10 +26,11 @@ from avatarcli.nets.stylegan2 import (
     DEFAULT_BLUR_KERNEL,
     ConstantInput,
     EqualLinear,
+    NoiseBuffers,
     PixelNorm,
     StyledConv,
+    SynthesisLayout,
     ToRGB,
-    stylegan_channels,
 )
 
 NoiseMode = Literal["random", "buffers"]
@@ -38,7 +39,7 @@ DEFAULT_SPECTRAL_SCALES: tuple[int, ...] = (64, 128, 256, 512)
 
 
 @dataclass(frozen=True)
-class SPGeneratorConfig:
+class SPGeneratorConfig(SynthesisLayout):
     """Sizes of the generator; ``official()`` is the released StylePeople model (256², 31.6 M params)."""
 
     size: int = 256
@@ -50,6 +51,10 @@ class SPGeneratorConfig:
     lr_mlp: float = 0.01
     spectral_channels: int = 16
     spectral_scales: tuple[int, ...] = DEFAULT_SPECTRAL_SCALES
+
+    @property
+    def synthesis_size(self) -> int:
+        return self.size
 
     def __post_init__(self) -> None:
         log2 = math.log2(self.size)
@@ -94,40 +99,6 @@ class SPGeneratorConfig:
             spectral_channels=spectral,
             spectral_scales=tuple(int(s) for s in args.get("ainp_scales", DEFAULT_SPECTRAL_SCALES)),
         )
-
-    @property
-    def log_size(self) -> int:
-        return int(math.log2(self.size))
-
-    @property
-    def num_noise_layers(self) -> int:
-        """One noise map per StyledConv: conv1 plus two per doubling (13 for 256²)."""
-        return (self.log_size - 2) * 2 + 1
-
-    @property
-    def n_latent(self) -> int:
-        """Rows of a W+ latent (14 for 256²)."""
-        return self.log_size * 2 - 2
-
-    def noise_resolution(self, layer: int) -> int:
-        """Side of noise map ``layer``: 4 for conv1, then 8, 8, 16, 16, …"""
-        return 2 ** ((layer + 5) // 2)
-
-    def width(self, resolution: int) -> int:
-        return stylegan_channels(resolution, self.channel_multiplier)
-
-
-class _NoiseBuffers(nn.Module):
-    """The fixed noise maps ``noise_0 …`` kept in checkpoints (used with ``noise_mode="buffers"``)."""
-
-    def __init__(self, config: SPGeneratorConfig) -> None:
-        super().__init__()
-        for layer in range(config.num_noise_layers):
-            side = config.noise_resolution(layer)
-            self.register_buffer(f"noise_{layer}", torch.randn(1, 1, side, side))
-
-    def get(self, layer: int) -> torch.Tensor:
-        return getattr(self, f"noise_{layer}")
 
 
 class SpectralStyledConv(StyledConv):
@@ -193,7 +164,7 @@ class SPTextureGenerator(nn.Module):
             self.convs.append(second)
             self.to_rgbs.append(ToRGB(out_width, style_dim, out_c, blur_kernel=blur))
             width = out_width
-        self.noises = _NoiseBuffers(config)
+        self.noises = NoiseBuffers(config)
         self._mean_latent: torch.Tensor | None = None
         self._mean_latent_key: tuple[Any, ...] = ()
 

@@ -395,3 +395,46 @@ def stylegan_channels(resolution: int, channel_multiplier: float, base: int = 12
     if width < 1:
         raise ValueError(f"channel_multiplier {channel_multiplier} gives no channels at {resolution}²")
     return width
+
+
+class SynthesisLayout:
+    """Layer bookkeeping of a StyleGAN2 synthesis network, shared by the DINAR and StylePeople
+    generator configs (a mixin: the config provides ``synthesis_size`` and ``channel_multiplier``).
+    """
+
+    synthesis_size: int
+    channel_multiplier: float
+
+    @property
+    def log_size(self) -> int:
+        return int(math.log2(self.synthesis_size))
+
+    @property
+    def num_noise_layers(self) -> int:
+        """One noise map per StyledConv: conv1 plus two per doubling (13 for 256²)."""
+        return (self.log_size - 2) * 2 + 1
+
+    @property
+    def n_latent(self) -> int:
+        """Style inputs consumed (14 for 256²); a W+ latent has this many rows."""
+        return self.log_size * 2 - 2
+
+    def noise_resolution(self, layer: int) -> int:
+        """Side of noise map ``layer``: 4 for conv1, then 8, 8, 16, 16, …"""
+        return 2 ** ((layer + 5) // 2)
+
+    def width(self, resolution: int) -> int:
+        return stylegan_channels(resolution, self.channel_multiplier)
+
+
+class NoiseBuffers(nn.Module):
+    """Fixed noise maps ``noise_0 …`` kept in checkpoints (used with ``noise_mode="buffers"``)."""
+
+    def __init__(self, layout: SynthesisLayout) -> None:
+        super().__init__()
+        for layer in range(layout.num_noise_layers):
+            side = layout.noise_resolution(layer)
+            self.register_buffer(f"noise_{layer}", torch.randn(1, 1, side, side))
+
+    def get(self, layer: int) -> torch.Tensor:
+        return getattr(self, f"noise_{layer}")
