@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from vectors import load_vector  # shared test helper
 
 from avatarcli.inpaint.ddim import inpaint_latent, repaint_replace
 from avatarcli.inpaint.schedule import DiffusionSchedule
@@ -17,25 +17,6 @@ from avatarcli.nets.dinar_uv import render_texel_position, sample_texel_index, u
 from avatarcli.nets.dinar_vq import DinarVQ, DinarVQConfig
 
 VECTORS = Path(__file__).parents[2] / "shared" / "reference" / "vectors"
-
-
-def load_vector(name: str):
-    path = VECTORS / f"{name}.safetensors"
-    if not path.exists():
-        pytest.skip(f"shared test vector {path} is not available")
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
-
-    def pick(prefix: str) -> dict[str, torch.Tensor]:
-        return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-    return (
-        pick("state_dict/"),
-        pick("input/"),
-        pick("output/"),
-        json.loads((VECTORS / f"{name}.json").read_text()),
-    )
 
 
 def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:

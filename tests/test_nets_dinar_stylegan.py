@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from vectors import load_vector  # shared test helper
 
 from avatarcli.errors import InputFileError
 from avatarcli.nets import load_network, save_network
@@ -33,21 +34,6 @@ from avatarcli.nets.stylegan2 import (
 REFERENCE = Path(__file__).parents[2] / "shared" / "reference"
 VECTORS = REFERENCE / "vectors"
 ISSUE_TARGET_ATOL = 1e-4
-
-
-def load_vector(name: str):
-    path = VECTORS / f"{name}.safetensors"
-    if not path.exists():
-        pytest.skip(f"shared test vector {path} is not available")
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
-    meta = json.loads((VECTORS / f"{name}.json").read_text())
-
-    def pick(prefix: str) -> dict[str, torch.Tensor]:
-        return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-    return pick("state_dict/"), pick("input/"), pick("output/"), meta
 
 
 def official_keys(prefix: str) -> dict[str, list[int]]:

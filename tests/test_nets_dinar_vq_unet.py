@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from vectors import load_vector  # shared test helper
 
 from avatarcli.errors import UserError
 from avatarcli.nets.dinar_unet import DinarUNet, DinarUNetConfig, ema_to_module_names
@@ -19,21 +20,6 @@ from avatarcli.nets.dinar_vq import DinarVQ, DinarVQConfig
 
 REFERENCE = Path(__file__).parents[2] / "shared" / "reference"
 VECTORS = REFERENCE / "vectors"
-
-
-def load_vector(name: str):
-    path = VECTORS / f"{name}.safetensors"
-    if not path.exists():
-        pytest.skip(f"shared test vector {path} is not available")
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(path))
-    meta = json.loads((VECTORS / f"{name}.json").read_text())
-
-    def pick(prefix: str) -> dict[str, torch.Tensor]:
-        return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-    return pick("state_dict/"), pick("input/"), pick("output/"), meta
 
 
 def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from vectors import load_vector  # shared test helper
 
 from avatarcli.errors import InputFileError, UserError
 from avatarcli.nets import load_network
@@ -29,21 +30,6 @@ from avatarcli.nets.sp_generator import SPGeneratorConfig, SPTextureGenerator, i
 from avatarcli.nets.sp_renderer import SPRenderer, SPRendererConfig
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "vectors"
-
-
-def load_vector(name: str):
-    from safetensors.torch import load_file
-
-    path = VECTORS / f"{name}.safetensors"
-    if not path.is_file():
-        pytest.skip(f"shared test vector {path} is not available")
-    tensors = load_file(str(path))
-    meta = json.loads((VECTORS / f"{name}.json").read_text())
-
-    def pick(prefix: str) -> dict[str, torch.Tensor]:
-        return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-    return pick("state_dict/"), pick("input/"), pick("output/"), meta
 
 
 def assert_matches(name: str, got: torch.Tensor, want: torch.Tensor, meta: dict) -> float:

@@ -237,14 +237,10 @@ class AnnyBody(BodyModel):
         pose: torch.Tensor | None = None,
         transl: torch.Tensor | None = None,
     ) -> BodyOutput:
-        batch = next((t.shape[0] for t in (shape, pose, transl) if t is not None), 1)
-        dtype, device = self.v_template.dtype, self.v_template.device
-        if shape is None:
-            shape = torch.zeros(batch, self.num_shape, dtype=dtype, device=device)
-        if pose is None:
-            pose = torch.zeros(batch, NUM_JOINTS, 3, dtype=dtype, device=device)
-        rest_v, rest_j = self.shaped(shape.to(dtype))
-        rot = axis_angle_to_matrix(pose.to(dtype).reshape(batch, NUM_JOINTS, 3))
+        batch, shape, pose = self.complete_inputs(shape, pose, transl)
+        dtype = self.v_template.dtype
+        rest_v, rest_j = self.shaped(shape)
+        rot = axis_angle_to_matrix(pose)
         world = forward_kinematics(rot, rest_j, SMPLX_PARENTS)
         verts = linear_blend_skinning(rest_v, self.skin_weights, skinning_transforms(world, rest_j))
         joints = world[..., :3, 3]

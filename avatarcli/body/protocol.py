@@ -62,8 +62,23 @@ class BodyModel(ABC, torch.nn.Module):
         return int(self.skin_weights.shape[0])
 
     def default_shape(self, batch: int = 1) -> torch.Tensor:
-        """The neutral shape vector (zeros for SMPL-X betas, 0.5 for anny phenotypes)."""
-        return torch.zeros(batch, self.num_shape, dtype=self.uv.dtype, device=self.uv.device)
+        """The neutral shape vector: zeros (SMPL-X betas; anny's PCA betas centred on its default)."""
+        return torch.zeros(
+            batch, self.num_shape, dtype=self.skin_weights.dtype, device=self.skin_weights.device
+        )
+
+    def complete_inputs(
+        self, shape: torch.Tensor | None, pose: torch.Tensor | None, transl: torch.Tensor | None
+    ) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """``(batch, shape, pose)`` with defaults filled in, in the model's dtype, pose as (B, 55, 3)."""
+        from avatarcli.body.joints import NUM_JOINTS
+
+        batch = next((t.shape[0] for t in (shape, pose, transl) if t is not None), 1)
+        dtype, device = self.skin_weights.dtype, self.skin_weights.device
+        shape = self.default_shape(batch) if shape is None else shape.to(dtype)
+        if pose is None:
+            pose = torch.zeros(batch, NUM_JOINTS, 3, dtype=dtype, device=device)
+        return batch, shape, pose.to(dtype).reshape(batch, NUM_JOINTS, 3)
 
     @abstractmethod
     def forward(

@@ -91,13 +91,8 @@ class SmplxBody(BodyModel):
         pose: torch.Tensor | None = None,
         transl: torch.Tensor | None = None,
     ) -> BodyOutput:
-        batch = next((t.shape[0] for t in (shape, pose, transl) if t is not None), 1)
+        batch, shape, pose = self.complete_inputs(shape, pose, transl)
         dtype, device = self.skin_weights.dtype, self.skin_weights.device
-        if shape is None:
-            shape = torch.zeros(batch, self.num_shape, dtype=dtype, device=device)
-        if pose is None:
-            pose = torch.zeros(batch, NUM_JOINTS, 3, dtype=dtype, device=device)
-        pose = pose.to(dtype).reshape(batch, NUM_JOINTS, 3)
         zeros3 = torch.zeros(batch, 3, dtype=dtype, device=device)
         out = self.model(
             betas=shape.to(dtype),
