@@ -305,3 +305,16 @@ def test_frame_renderer_on_cuda_matches_cpu(anny_body, frames, rgb_init):
     on_gpu = frame_renderer_for(avatar, anny_body, "cuda", (1.0, 1.0, 1.0))(rest.cuda(), camera.to("cuda"))
     anny_body.to("cpu")
     assert np.abs(on_cpu.astype(int) - on_gpu.astype(int)).mean() < 1.0
+
+
+def test_divergence_guard_rolls_back_to_the_best_weights(anny_body, frames, rgb_init, monkeypatch):
+    import avatarcli.pipelines.video_training as training
+
+    monkeypatch.setattr(training, "GUARD_WINDOW", 4)
+    model = _model(rgb_init)
+    targets = frame_targets(anny_body, frames, range(3), normals=False)
+    wild = TrainSettings(steps=24, batch=2, patch=48, lr_texture=0.5, lr_renderer=0.05, checkpoint_every=0)
+    state = train_steps(model, targets, wild, seed=0)
+    rollbacks = [h for h in state.history if "event" in h]
+    assert rollbacks, "a learning rate this large should have triggered the guard"
+    assert all(torch.isfinite(p).all() for p in model.parameters())

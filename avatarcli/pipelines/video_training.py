@@ -174,6 +174,21 @@ class TrainSettings:
     checkpoint_every: int = 50
 
 
+#: steps per divergence check, and how much worse than the best window counts as diverging
+GUARD_WINDOW = 25
+GUARD_RATIO = 1.6
+
+
+def _copy(value):
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
 @dataclass
 class TrainState:
     """Everything needed to continue training exactly where it stopped."""
@@ -244,6 +259,27 @@ def train_steps(
     def snapshot() -> TrainState:
         return TrainState(step, optimizer.state_dict(), generator.get_state(), list(history))
 
+    # divergence guard: every WINDOW steps compare the mean loss with the best window so far;
+    # far worse → roll back to the best weights and halve the learning rates
+    best: dict | None = None
+
+    def guard() -> None:
+        nonlocal best
+        recent = [h["loss"] for h in history[-GUARD_WINDOW:]]
+        mean = sum(recent) / len(recent)
+        if best is None or mean < best["loss"]:
+            best = {
+                "loss": mean,
+                "model": _copy(model.state_dict()),
+                "optimizer": _copy(optimizer.state_dict()),
+            }
+        elif mean > GUARD_RATIO * best["loss"]:
+            model.load_state_dict(best["model"])
+            optimizer.load_state_dict(best["optimizer"])
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.5
+            history.append({"step": step, "event": "rolled back (loss rose)", "loss": best["loss"]})
+
     try:
         while step < settings.steps:
             picks = torch.randint(0, len(targets), (settings.batch,), generator=generator).tolist()
@@ -261,6 +297,8 @@ def train_steps(
             optimizer.step()
             step += 1
             history.append({"step": step, "loss": float(loss.detach()), **parts})
+            if step % GUARD_WINDOW == 0:
+                guard()
             say("train", step, settings.steps)
             if on_checkpoint and settings.checkpoint_every and step % settings.checkpoint_every == 0:
                 on_checkpoint(snapshot())
