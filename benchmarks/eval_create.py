@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer iterations and only some photos")
-    parser.add_argument("--fit-iters", type=int, default=300)
+    parser.add_argument("--fit-iters", type=int, default=400)
     parser.add_argument("--refine-steps", type=int, default=64)
     parser.add_argument("--only", choices=("input", "loo", "back", "time"), action="append")
     parser.add_argument("--json", action="store_true")
