@@ -182,3 +182,41 @@ def test_create_method_dinar_with_tiny_weights(photos, anny_body, tmp_path, monk
         )
         == 0
     )
+
+
+def test_create_video_and_merge_neural(anny_body, tmp_path, capsys):
+    """Neural avatars without weights: from a (synthetic) video, and from frames with --neural."""
+    import imageio.v2 as imageio
+
+    frames = [
+        synthetic_person(anny_body, size=(64, 96), texture_size=64, yaw_deg=y).image for y in (0, 120, 240)
+    ]
+    video = tmp_path / "turn.gif"
+    imageio.mimsave(video, frames, duration=100)
+    out = tmp_path / "v.pt"
+    args = [
+        "create",
+        "--video",
+        str(video),
+        "-o",
+        str(out),
+        "--train-steps",
+        "2",
+        "--max-frames",
+        "3",
+        "--json",
+    ]
+    assert main(args) == 0, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    avatar = load_avatar(out)
+    assert avatar.renderer["kind"] == "video_unet" and avatar.provenance["method"] == "video"
+    assert summary["avatar"] == str(out)
+    assert main(["render", str(out), "-o", str(tmp_path / "v.png"), "--size", "64"]) == 0
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(folder / f"{i}.png")
+    out2 = tmp_path / "m.pt"
+    assert main(["merge", str(folder), "--neural", "-o", str(out2), "--train-steps", "2"]) == 0
+    assert load_avatar(out2).renderer["kind"] == "video_unet"
+    assert main(["create", "--video", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "x.pt")]) == 2

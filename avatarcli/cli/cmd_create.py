@@ -50,9 +50,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command(help="Make one avatar per photo (files or folders); bad files are reported and skipped.")
     def create(
-        photos: list[Path] = typer.Argument(..., help="Photos or folders of photos."),
+        photos: list[Path] = typer.Argument(None, help="Photos or folders of photos."),
         output: Path = typer.Option(
             Path("out"), "-o", "--output", help="Output folder (or a .pt for one photo)."
+        ),
+        video: Path = typer.Option(
+            None, "--video", help="Make a neural avatar from a video (no weights needed)."
+        ),
+        every: int = typer.Option(1, "--every", help="--video: use every N-th frame."),
+        max_frames: int = typer.Option(60, "--max-frames", help="--video: at most this many frames."),
+        train_steps: int = typer.Option(400, "--train-steps", help="--video: neural training steps."),
+        pose_channels: str = typer.Option(
+            "none", "--pose-channels", help="--video: none or normals (D²G-Net)."
         ),
         mask: Path = typer.Option(None, "--mask", help="Person mask image (one photo only)."),
         keypoints: Path = typer.Option(None, "--keypoints", help="OpenPose JSON (one photo only)."),
@@ -80,6 +89,20 @@ def register(app: typer.Typer) -> None:
 
         seed_everything(state.seed)
         device = resolve_device(state.device)
+        if video is not None:
+            if photos:
+                raise UserError("give either photos or --video, not both")
+            from avatarcli.pipelines.video_avatar import VideoAvatarOptions
+
+            vopts = VideoAvatarOptions(
+                every=every, max_frames=max_frames, steps=train_steps, pose_channels=pose_channels,
+                body=body, smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed,
+                overwrite=overwrite,
+            )  # fmt: skip
+            _run_video(video, output, vopts, device, json_out)
+            return
+        if not photos:
+            raise UserError("give one or more photos (or a folder), or --video clip.mp4")
         inputs = expand_inputs(photos)
         opts = _options(
             method=method, dinar_steps=steps, sp_image_size=sp_size, max_seconds=max_seconds, body=body,
@@ -128,6 +151,11 @@ def register(app: typer.Typer) -> None:
         photos: list[Path] = typer.Argument(..., help="Photos (views) of one person, or a folder."),
         output: Path = typer.Option(None, "-o", "--output", help="Output .pt (default: <first>.pt)."),
         tau: float = typer.Option(0.1, "--tau", help="Softmax temperature of the normal-angle merge."),
+        neural: bool = typer.Option(
+            False, "--neural", help="Train a neural texture + renderer on the frames."
+        ),
+        train_steps: int = typer.Option(400, "--train-steps", help="--neural: training steps."),
+        pose_channels: str = typer.Option("none", "--pose-channels", help="--neural: none or normals."),
         method: str = common["method"],
         steps: int = common["steps"],
         sp_size: int = common["sp_size"],
@@ -149,6 +177,17 @@ def register(app: typer.Typer) -> None:
 
         seed_everything(state.seed)
         inputs = expand_inputs(photos)
+        if neural:
+            from avatarcli.pipelines.video_avatar import VideoAvatarOptions
+
+            vopts = VideoAvatarOptions(
+                steps=train_steps, pose_channels=pose_channels, body=body, max_frames=len(inputs),
+                smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed, overwrite=overwrite,
+            )  # fmt: skip
+            _run_video(
+                [str(p) for p in inputs], output or Path("out"), vopts, resolve_device(state.device), json_out
+            )
+            return
         opts = _options(
             method=method, dinar_steps=steps, sp_image_size=sp_size, max_seconds=max_seconds, body=body,
             smplx_dir=str(smplx_dir) if smplx_dir else None,
@@ -163,6 +202,23 @@ def register(app: typer.Typer) -> None:
             print_json(result.as_dict())
         else:
             _print_result(console(), result.as_dict())
+
+
+def _run_video(inputs, output: Path, opts, device, json_out: bool) -> None:
+    """A neural avatar from a video or frames (fit per frame, train texture + renderer)."""
+    from avatarcli.cli.output import console, print_json, progress
+    from avatarcli.pipelines.video_avatar import create_video_avatar
+
+    with progress() as bar:
+        result = create_video_avatar(inputs, output, opts, device=device, progress=_stage_progress(bar))
+    summary = result.as_dict()
+    if json_out:
+        print_json(summary)
+        return
+    con = console()
+    con.print(f"wrote [bold]{summary.get('avatar')}[/]")
+    for w in summary.get("warnings", []):
+        con.print(f"[yellow]warning:[/] {w}")
 
 
 def _print_result(con, r: dict) -> None:

@@ -472,16 +472,3 @@ def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
     if not out:
         raise UserError("no input photos found")
     return out
-
-
-def build_texture(body, shape: torch.Tensor, views, opts: CreateOptions, say: ProgressFn | None = None):
-    """Deprecated name of :func:`texture_for_views` (returns only the RGBTexture); removed at integration."""
-    return texture_for_views(body, shape, views, opts, say)[0]
-
-
-def __getattr__(name: str):
-    if name == "PosedView":  # deprecated alias, same positional fields (vertices, camera, image, mask)
-        from avatarcli.texture.build import TextureView
-
-        return TextureView
-    raise AttributeError(name)
