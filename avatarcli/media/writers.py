@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from abc import ABC, abstractmethod
 import shutil
 import tempfile
 from pathlib import Path
@@ -64,7 +65,7 @@ def parse_background(spec: str | None, size: tuple[int, int]) -> tuple[float, fl
     )
 
 
-class FrameSink:
+class FrameSink(ABC):
     """Base class: ``write(frame)`` for (H, W, 3) uint8 frames, ``close()`` to finish atomically."""
 
     def __init__(self, target: Path, overwrite: bool) -> None:
@@ -79,14 +80,17 @@ class FrameSink:
             raise UserError(f"output folder {target.parent} is not writable; choose another with -o")
         self.frames = 0
 
+    @abstractmethod
     def write(self, frame: np.ndarray) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Append one (H, W, 3) uint8 frame."""
 
+    @abstractmethod
     def _finish(self) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Complete the output and move it onto the target name."""
 
+    @abstractmethod
     def _discard(self) -> None:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Remove every temporary trace of the output."""
 
     def close(self, ok: bool = True) -> None:
         if ok and self.frames:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -72,6 +73,28 @@ def require_keys(
 
 #: ``format`` metadata written into our network safetensors files.
 NETWORK_FILE_FORMAT = "avatarcli.nets/1"
+
+
+class SerializableNetwork:
+    """What :func:`save_network` / :func:`load_network` need from a network (a mixin).
+
+    Our files keep the official key names (without the checkpoint prefix) and the config as
+    JSON. JSON turns tuples into lists, so list values become tuples again on the way back.
+    Subclasses set ``config_class`` and hold their config dataclass in ``self.config``.
+    """
+
+    config_class: ClassVar[type]
+
+    def to_safetensors_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+
+    def config_dict(self) -> dict[str, Any]:
+        return asdict(self.config)
+
+    @classmethod
+    def from_config_dict(cls, data: Mapping[str, Any]):
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        return cls(cls.config_class(**fields))
 
 
 def save_network(net: nn.Module, path: str | os.PathLike) -> None:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from avatarcli.nets import load_exact_state_dict, require_keys, strip_prefix
+from avatarcli.nets import SerializableNetwork, load_exact_state_dict, require_keys, strip_prefix
 from avatarcli.nets.stylegan2 import DEFAULT_BLUR_KERNEL, ConvLayer, EqualLinear, ResBlock, stylegan_channels
 
 #: Channels the encoder adds to the RGB input: the silhouette and one N(0,1) noise map.
@@ -69,10 +69,11 @@ class DinarEncoderConfig:
         return stylegan_channels(resolution, self.channel_multiplier)
 
 
-class DinarEncoder(nn.Module):
+class DinarEncoder(SerializableNetwork, nn.Module):
     """``convs.0`` (k_first conv) → ResBlocks halving to 4² → ``final_conv`` → two equalised linears."""
 
     kind = "dinar_encoder"
+    config_class = DinarEncoderConfig
 
     def __init__(self, config: DinarEncoderConfig | None = None) -> None:
         super().__init__()
@@ -142,16 +143,3 @@ class DinarEncoder(nn.Module):
         net = cls(config)
         load_exact_state_dict(net, sd, f"DINAR encoder state dict (prefix {prefix!r})")
         return net
-
-    def to_safetensors_state_dict(self) -> dict[str, torch.Tensor]:
-        """Our file layout: the official key names without the checkpoint prefix."""
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    @classmethod
-    def from_config_dict(cls, data: Mapping[str, Any]) -> DinarEncoder:
-        fields = dict(data)
-        fields["blur_kernel"] = tuple(fields.get("blur_kernel", DEFAULT_BLUR_KERNEL))
-        return cls(DinarEncoderConfig(**fields))

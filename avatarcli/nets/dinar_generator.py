@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from avatarcli.nets import load_exact_state_dict, require_keys, strip_prefix
+from avatarcli.nets import SerializableNetwork, load_exact_state_dict, require_keys, strip_prefix
 from avatarcli.nets.stylegan2 import (
     DEFAULT_BLUR_KERNEL,
     ConstantInput,
@@ -71,12 +71,13 @@ class DinarGeneratorConfig(SynthesisLayout):
         )
 
 
-class DinarTextureGenerator(nn.Module):
+class DinarTextureGenerator(SerializableNetwork, nn.Module):
     """Constant 4² → ``conv1`` → (upsampling StyledConv, StyledConv) per doubling; the 16-channel
     output is the running sum of the ``to_rgb`` layers, upsampled at each level.
     """
 
     kind = "dinar_generator"
+    config_class = DinarGeneratorConfig
 
     def __init__(self, config: DinarGeneratorConfig | None = None) -> None:
         super().__init__()
@@ -187,16 +188,3 @@ class DinarTextureGenerator(nn.Module):
         net = cls(config)
         load_exact_state_dict(net, sd, f"DINAR generator state dict (prefix {prefix!r})")
         return net
-
-    def to_safetensors_state_dict(self) -> dict[str, torch.Tensor]:
-        """Our file layout: the official key names without the checkpoint prefix."""
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    @classmethod
-    def from_config_dict(cls, data: Mapping[str, Any]) -> DinarTextureGenerator:
-        fields = dict(data)
-        fields["blur_kernel"] = tuple(fields.get("blur_kernel", DEFAULT_BLUR_KERNEL))
-        return cls(DinarGeneratorConfig(**fields))

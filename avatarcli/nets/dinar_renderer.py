@@ -13,14 +13,14 @@ running statistics at inference (call ``.eval()``).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avatarcli.nets import load_exact_state_dict, require_keys, strip_prefix
+from avatarcli.nets import SerializableNetwork, load_exact_state_dict, require_keys, strip_prefix
 from avatarcli.nets.stylegan2 import EqualConv2d, FusedLeakyReLU
 
 #: Slope and knee of DINAR's "exponential transparency" alpha used for animation videos.
@@ -185,10 +185,11 @@ class SkipUNet(nn.Module):
         return self.final(x)
 
 
-class DinarRenderer(nn.Module):
+class DinarRenderer(SerializableNetwork, nn.Module):
     """Texture pre-conv → UV sampling (+ uv / uv-mask encodings) → U-Net → rgb/segm heads → compositing."""
 
     kind = "dinar_renderer"
+    config_class = DinarRendererConfig
 
     def __init__(self, config: DinarRendererConfig | None = None) -> None:
         super().__init__()
@@ -319,14 +320,3 @@ class DinarRenderer(nn.Module):
         net = cls(config)
         load_exact_state_dict(net, sd, f"DINAR renderer state dict (prefix {prefix!r})")
         return net
-
-    def to_safetensors_state_dict(self) -> dict[str, torch.Tensor]:
-        """Our file layout: the official key names without the checkpoint prefix."""
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    @classmethod
-    def from_config_dict(cls, data: Mapping[str, Any]) -> DinarRenderer:
-        return cls(DinarRendererConfig(**data))

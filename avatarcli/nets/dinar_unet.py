@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from avatarcli.errors import UserError
+from avatarcli.nets import SerializableNetwork
 from avatarcli.nets.dinar_checkpoint import load_strict, select_prefixed
 
 UNET_PREFIX = "model."
@@ -155,10 +155,11 @@ class TimestepSequential(nn.Sequential):
         return x
 
 
-class DinarUNet(nn.Module):
+class DinarUNet(SerializableNetwork, nn.Module):
     """eps = UNet(x_t, t, cond) with cond = concat(VQ latent of the partial texture, mask)."""
 
     kind = "dinar_unet"
+    config_class = DinarUNetConfig
 
     def __init__(self, cfg: DinarUNetConfig | None = None) -> None:
         super().__init__()
@@ -247,21 +248,6 @@ class DinarUNet(nn.Module):
         net = cls(_config_from_shapes(sub))
         load_strict(net, sub, what="DINAR diffusion UNet")
         return net.eval()
-
-    def to_safetensors_state_dict(self) -> dict[str, torch.Tensor]:
-        """Our file layout: parameter names (the checkpoint's ``model.*`` names without prefix)."""
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    @classmethod
-    def from_config_dict(cls, data: Mapping[str, Any]) -> DinarUNet:
-        fields = dict(data)
-        for name in ("channel_mult", "attention_resolutions"):
-            if name in fields:
-                fields[name] = tuple(fields[name])
-        return cls(DinarUNetConfig(**fields))
 
 
 def ema_to_module_names(

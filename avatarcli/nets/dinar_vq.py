@@ -10,14 +10,14 @@ channels of the decoder output). Module and parameter names follow the official 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from avatarcli.errors import UserError
+from avatarcli.nets import SerializableNetwork
 from avatarcli.nets.dinar_checkpoint import load_strict, select_prefixed
 
 VQ_PREFIX = "first_stage.compress_branch."
@@ -233,10 +233,11 @@ class VectorQuantizer(nn.Module):
         return zq.contiguous(), indices
 
 
-class DinarVQ(nn.Module):
+class DinarVQ(SerializableNetwork, nn.Module):
     """encode → (continuous latent) → quantize → decode, with DINAR's checkpoint names."""
 
     kind = "dinar_vq"
+    config_class = DinarVQConfig
 
     def __init__(self, cfg: DinarVQConfig | None = None) -> None:
         super().__init__()
@@ -278,20 +279,6 @@ class DinarVQ(nn.Module):
         net = cls(cfg)
         load_strict(net, sub, what="DINAR VQ autoencoder")
         return net.eval()
-
-    def to_safetensors_state_dict(self) -> dict[str, torch.Tensor]:
-        """Our file layout: the official key names without the checkpoint prefix."""
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-
-    def config_dict(self) -> dict[str, Any]:
-        return asdict(self.config)
-
-    @classmethod
-    def from_config_dict(cls, data: Mapping[str, Any]) -> DinarVQ:
-        fields = dict(data)
-        if "channel_mult" in fields:
-            fields["channel_mult"] = tuple(fields["channel_mult"])
-        return cls(DinarVQConfig(**fields))
 
 
 def _config_from_shapes(sub: Mapping[str, torch.Tensor]) -> DinarVQConfig:

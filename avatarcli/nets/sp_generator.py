@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avatarcli.nets import load_exact_state_dict, strip_prefix
+from avatarcli.nets import SerializableNetwork, load_exact_state_dict, strip_prefix
 from avatarcli.nets.stylegan2 import (
     DEFAULT_BLUR_KERNEL,
     ConstantInput,
@@ -128,10 +128,11 @@ class SpectralStyledConv(StyledConv):
         self.add_input.copy_(F.interpolate(source.to(self.add_input), size=size, mode="bilinear"))
 
 
-class SPTextureGenerator(nn.Module):
+class SPTextureGenerator(SerializableNetwork, nn.Module):
     """Mapping MLP + StyleGAN2 synthesis with spectral inputs → (B, 16, size, size) neural texture."""
 
     kind = "sp_generator"
+    config_class = SPGeneratorConfig
 
     def __init__(self, config: SPGeneratorConfig | None = None) -> None:
         super().__init__()
@@ -322,23 +323,6 @@ class SPTextureGenerator(nn.Module):
         net = cls(infer_generator_config(sd))
         load_exact_state_dict(net, sd, f"StylePeople generator state dict (prefix {prefix!r})")
         return net
-
-    def to_safetensors_state_dict(self) -> dict[str, torch.Tensor]:
-        """Our file layout: the official ``ckpt["g"]`` key names."""
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-
-    def config_dict(self) -> dict[str, Any]:
-        data = asdict(self.config)
-        data["blur_kernel"] = list(self.config.blur_kernel)
-        data["spectral_scales"] = list(self.config.spectral_scales)
-        return data
-
-    @classmethod
-    def from_config_dict(cls, data: Mapping[str, Any]) -> SPTextureGenerator:
-        fields = dict(data)
-        fields["blur_kernel"] = tuple(fields.get("blur_kernel", DEFAULT_BLUR_KERNEL))
-        fields["spectral_scales"] = tuple(fields.get("spectral_scales", DEFAULT_SPECTRAL_SCALES))
-        return cls(SPGeneratorConfig(**fields))
 
 
 def infer_generator_config(state_dict: Mapping[str, torch.Tensor]) -> SPGeneratorConfig:

@@ -12,14 +12,14 @@ exactly like the official checkpoint expects; biases are added unscaled.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from avatarcli.nets import load_exact_state_dict, strip_prefix
+from avatarcli.nets import SerializableNetwork, load_exact_state_dict, strip_prefix
 from avatarcli.nets.stylegan2 import EqualConv2d, FusedLeakyReLU
 
 # The decoder widths are fixed upstream, independent of ngf.
@@ -180,13 +180,14 @@ class SPRenderOutput(NamedTuple):
     unet_out: torch.Tensor  # (B,16,H,W) U-Net features, for debugging
 
 
-class SPRenderer(nn.Module):
+class SPRenderer(SerializableNetwork, nn.Module):
     """The StylePeople renderer. Call with the texture already sampled at the uv render.
 
     BatchNorm layers use their running statistics only in eval mode: call ``.eval()`` for inference.
     """
 
     kind = "sp_renderer"
+    config_class = SPRendererConfig
 
     def __init__(self, config: SPRendererConfig | None = None):
         super().__init__()
@@ -246,18 +247,6 @@ class SPRenderer(nn.Module):
         net = cls(infer_renderer_config(sd))
         load_exact_state_dict(net, sd, f"StylePeople renderer state dict (prefix {prefix!r})")
         return net
-
-    def to_safetensors_state_dict(self) -> dict[str, torch.Tensor]:
-        """Our file layout: the official ``ckpt["r"]`` key names."""
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()}
-
-    def config_dict(self) -> dict[str, Any]:
-        return {**asdict(self.config), "decoder_channels": list(self.config.decoder_channels)}
-
-    @classmethod
-    def from_config_dict(cls, data: Mapping[str, Any]) -> SPRenderer:
-        fields = {**data, "decoder_channels": tuple(data.get("decoder_channels", DECODER_CHANNELS))}
-        return cls(SPRendererConfig(**fields))
 
 
 def infer_renderer_config(state_dict: Mapping[str, torch.Tensor]) -> SPRendererConfig:
