@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import os
-from abc import ABC, abstractmethod
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from pathlib import Path
 
 import numpy as np
