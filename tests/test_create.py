@@ -220,3 +220,28 @@ def test_create_video_and_merge_neural(anny_body, tmp_path, capsys):
     assert main(["merge", str(folder), "--neural", "-o", str(out2), "--train-steps", "2"]) == 0
     assert load_avatar(out2).renderer["kind"] == "video_unet"
     assert main(["create", "--video", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "x.pt")]) == 2
+
+
+def test_ctrl_c_mid_batch_keeps_finished_avatars(photos, tmp_path, monkeypatch):
+    """Interrupting a batch: earlier avatars stay intact, summary.json lists them, no temp files."""
+    import avatarcli.pipelines.create as create_mod
+
+    real = create_mod.create_avatar
+    calls = []
+
+    def interrupt_second(images, output, opts, **kw):
+        calls.append(output)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(images, output, opts, **kw)
+
+    monkeypatch.setattr(create_mod, "create_avatar", interrupt_second)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        create_mod.create_batch(
+            [photos["front"], photos["left"]], out, CreateOptions(fit_iters=30, refine_steps=0)
+        )
+    assert load_avatar(out / "front.pt").views[0]["image_name"] == "front.png"
+    summary = json.loads((out / "summary.json").read_text())
+    assert [i["status"] for i in summary] == ["created"]
+    assert not (out / "left.pt").exists() and not list(out.glob(".*part*"))
