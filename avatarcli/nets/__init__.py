@@ -15,6 +15,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,18 +98,26 @@ class SerializableNetwork:
         return cls(cls.config_class(**fields))
 
 
-def save_network(net: nn.Module, path: str | os.PathLike) -> None:
-    """Write ``net`` as safetensors: official key names minus prefix, with kind + JSON config metadata.
-
-    ``net`` must provide ``kind``, ``config_dict()`` and ``to_safetensors_state_dict()``.
-    """
+def write_network_file(
+    path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], kind: str, config: Mapping[str, Any]
+) -> Path:
+    """Write tensors as safetensors with our ``format``/``kind``/``config`` metadata, atomically."""
     from safetensors.torch import save_file
 
     from avatarcli.io_utils import atomic_write
 
-    metadata = {"format": NETWORK_FILE_FORMAT, "kind": net.kind, "config": json.dumps(net.config_dict())}
+    metadata = {"format": NETWORK_FILE_FORMAT, "kind": kind, "config": json.dumps(dict(config))}
     with atomic_write(path) as tmp:
-        save_file(net.to_safetensors_state_dict(), str(tmp), metadata=metadata)
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
+    return Path(path)
+
+
+def save_network(net: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``net``: official key names minus prefix, with its kind and JSON config as metadata.
+
+    ``net`` must provide ``kind``, ``config_dict()`` and ``to_safetensors_state_dict()``.
+    """
+    return write_network_file(path, net.to_safetensors_state_dict(), net.kind, net.config_dict())
 
 
 def load_network(net_class: type, path: str | os.PathLike, device: str | torch.device = "cpu") -> nn.Module:

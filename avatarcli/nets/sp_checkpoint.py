@@ -17,7 +17,6 @@ than tensors and plain containers (for instance code) is refused, never executed
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
@@ -251,45 +250,21 @@ def import_stylepeople(
     entries: list[WeightEntry] = []
     for name, tensors, kind, config, source in to_write:
         target = folder / f"{name}.safetensors"
+        from avatarcli.nets import write_network_file
+
         write_network_file(target, tensors, kind, config)
         files[name] = target
         if update_manifest:
             from avatarcli.weights_registry.registry import WeightEntry
 
             origin = f"converted from {source.name} (sha256 {sha256_file(source)}) by avatarcli {__version__}"
-            entries.append(
-                WeightEntry(
-                    name=name,
-                    file=target.name,
-                    sha256=sha256_file(target),
-                    size=target.stat().st_size,
-                    licence=STYLEPEOPLE_LICENCE,
-                    origin=origin,
-                    kind=kind,
-                    config=config,
-                )
-            )
+            entries.append(WeightEntry.for_file(name, target, STYLEPEOPLE_LICENCE, origin, kind, config))
     manifest = None
     if update_manifest:
         from avatarcli.weights_registry.registry import update_manifest as write_entries
 
         manifest = write_entries(entries, folder)
     return StylePeopleImport(files=files, entries=entries, notes=notes, manifest=manifest)
-
-
-def write_network_file(
-    path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], kind: str, config: Mapping[str, Any]
-) -> Path:
-    """Write tensors + ``format``/``kind``/``config`` metadata as safetensors, atomically."""
-    from safetensors.torch import save_file
-
-    from avatarcli.io_utils import atomic_write
-    from avatarcli.nets import NETWORK_FILE_FORMAT
-
-    metadata = {"format": NETWORK_FILE_FORMAT, "kind": kind, "config": json.dumps(dict(config))}
-    with atomic_write(path) as tmp:
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    return Path(path)
 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> SPTextureGenerator:

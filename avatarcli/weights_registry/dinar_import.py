@@ -9,7 +9,6 @@ atomically, so an interrupted import leaves the previous state intact.
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import warnings
 from collections.abc import Callable
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from avatarcli.errors import UserError
-from avatarcli.io_utils import atomic_write, sha256_file
+from avatarcli.io_utils import sha256_file
 from avatarcli.weights_registry.registry import WeightEntry, update_manifest, weights_dir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -81,10 +80,9 @@ def import_dinar(
     progress: Callable[[str], None] | None = None,
 ) -> ImportReport:
     """Convert an official DINAR checkpoint into ``<name>.safetensors`` files plus manifest entries."""
-    from safetensors.torch import save_file
 
     from avatarcli._version import __version__
-    from avatarcli.nets import NETWORK_FILE_FORMAT
+    from avatarcli.nets import write_network_file
     from avatarcli.nets.dinar_checkpoint import read_dinar_checkpoint
 
     folder = folder or weights_dir()
@@ -104,20 +102,7 @@ def import_dinar(
         kind, config = configs[name]
         target = folder / f"{name}.safetensors"
         say(f"writing {target}")
-        metadata = {"format": NETWORK_FILE_FORMAT, "kind": kind, "config": json.dumps(config)}
-        with atomic_write(target) as tmp:
-            save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-        entries.append(
-            WeightEntry(
-                name=name,
-                file=target.name,
-                sha256=sha256_file(target),
-                size=target.stat().st_size,
-                licence=DINAR_LICENCE,
-                origin=origin,
-                kind=kind,
-                config=config,
-            )
-        )
+        write_network_file(target, tensors, kind, config)
+        entries.append(WeightEntry.for_file(name, target, DINAR_LICENCE, origin, kind, config))
     manifest = update_manifest(entries, folder)
     return ImportReport(entries=entries, notes=parts.notes, manifest=manifest)

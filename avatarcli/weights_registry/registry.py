@@ -62,6 +62,15 @@ class WeightEntry:
     config: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
+    def for_file(
+        cls, name: str, path: Path, licence: str, origin: str, kind: str = "", config: dict | None = None
+    ) -> WeightEntry:
+        """The manifest record of an installed file (its size and sha256 are read from disk)."""
+        return cls(
+            name, path.name, sha256_file(path), path.stat().st_size, licence, origin, kind, dict(config or {})
+        )
+
+    @classmethod
     def from_json(cls, data: dict[str, Any]) -> WeightEntry:
         known = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
         return cls(**known)
