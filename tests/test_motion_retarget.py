@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from avatarcli.body.joints import JOINT_INDEX, SMPLX_JOINT_NAMES, SMPLX_PARENTS
-from avatarcli.body.kinematics import axis_angle_to_matrix, forward_kinematics
+from avatarcli.body.kinematics import axis_angle_to_matrix, forward_kinematics, matrix_to_axis_angle
 from avatarcli.errors import InputFileError, UserError
 from avatarcli.motion import Clip, load_motion, retarget
 from avatarcli.motion.evaluation import bone_direction_errors
@@ -343,6 +343,36 @@ def test_real_clips_retarget_faithfully_onto_an_a_pose_skeleton(name: str) -> No
         b.split("→")[0] in ("pelvis", "spine3", "left_wrist", "right_wrist")
         for b in errors.proportion_limited
     )
+    # ...and those move exactly like their source bones: the issue's targets, all bones
+    aligned = errors.rest_aligned()
+    assert len(aligned.bones) == len(errors.bones)
+    assert aligned.mean <= 4.0 and aligned.p95 <= 10.0
+
+
+def test_rest_aligned_error_catches_a_wrong_pelvis_twist() -> None:
+    """Twisting the retargeted pelvis about its spine leaves pelvis→spine1 (and so the
+    transferable bones' error) untouched, but the hips then swing the wrong way: the
+    rest-aligned score of the proportion-limited pelvis→hip bones must show it."""
+    path = MOTIONS / "cmu_131_02.bvh"
+    if not path.is_file():
+        pytest.skip(f"shared test data {path} is not available")
+    clip = load_motion(path).trim(end=40, unit="frames")
+    body = Skeleton.a_pose()
+    motion = retarget(clip, body)
+    honest = bone_direction_errors(clip, motion, body)
+    assert "pelvis→left_hip" in honest.proportion_limited
+    pelvis = JOINT_INDEX["pelvis"]
+    spine = (body.rest_joints[JOINT_INDEX["spine1"]] - body.rest_joints[pelvis]).double()
+    twist = axis_angle_to_matrix((spine / spine.norm() * np.deg2rad(20.0))[None])[0]
+    world = axis_angle_to_matrix(motion.pose[:, pelvis].double())
+    pose = motion.pose.clone()
+    pose[:, pelvis] = matrix_to_axis_angle(world @ twist).to(pose.dtype)
+    wrong = bone_direction_errors(clip, replace(motion, pose=pose), body)
+    hip = honest.bones.index("pelvis→left_hip")
+    assert honest.rest_aligned().degrees[:, hip].max() < 0.5
+    assert wrong.rest_aligned().degrees[:, hip].min() > 5.0
+    # the raw angle of that bone barely notices (it is dominated by the proportion offset)
+    assert abs(wrong.degrees[:, hip].mean() - honest.degrees[:, hip].mean()) < 20.0
 
 
 def test_procedural_wave_raises_the_right_hand() -> None:
