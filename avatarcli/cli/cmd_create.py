@@ -42,6 +42,12 @@ def register(app: typer.Typer) -> None:
             False, "--no-occlusion", help="Do not mask occlusion edges before sampling."
         ),
         fill=typer.Option("mirror+back+harmonic", "--fill", help="How unseen texels are filled."),
+        uv_layout=typer.Option(
+            "body",
+            "--uv-layout",
+            help="UV layout of the RGB texture: body, dinar (installed DINAR layout) or a DINAR "
+            "smplx_data/ folder or .npz with uv + uv_faces (needs --body smplx).",
+        ),
         refine_steps=typer.Option(64, "--refine-steps", help="RGB refinement steps through the render."),
         fit_iters=typer.Option(400, "--fit-iters", help="Body-fitting iterations."),
         overwrite=typer.Option(False, "--overwrite", help="Replace existing avatar files."),
@@ -76,6 +82,7 @@ def register(app: typer.Typer) -> None:
         texture_size: int = common["texture_size"],
         no_occlusion: bool = common["no_occlusion"],
         fill: str = common["fill"],
+        uv_layout: str = common["uv_layout"],
         refine_steps: int = common["refine_steps"],
         fit_iters: int = common["fit_iters"],
         overwrite: bool = common["overwrite"],
@@ -108,7 +115,7 @@ def register(app: typer.Typer) -> None:
             method=method, dinar_steps=steps, sp_image_size=sp_size, max_seconds=max_seconds, body=body,
             smplx_dir=str(smplx_dir) if smplx_dir else None,
             texture_size=texture_size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
-            fit_iters=fit_iters, mask=str(mask) if mask else None,
+            uv_layout=uv_layout, fit_iters=fit_iters, mask=str(mask) if mask else None,
             keypoints=str(keypoints) if keypoints else None, fits=[str(f) for f in fit] if fit else None,
             overwrite=overwrite,
         )  # fmt: skip
@@ -165,6 +172,7 @@ def register(app: typer.Typer) -> None:
         texture_size: int = common["texture_size"],
         no_occlusion: bool = common["no_occlusion"],
         fill: str = common["fill"],
+        uv_layout: str = common["uv_layout"],
         refine_steps: int = common["refine_steps"],
         fit_iters: int = common["fit_iters"],
         overwrite: bool = common["overwrite"],
@@ -192,7 +200,7 @@ def register(app: typer.Typer) -> None:
             method=method, dinar_steps=steps, sp_image_size=sp_size, max_seconds=max_seconds, body=body,
             smplx_dir=str(smplx_dir) if smplx_dir else None,
             texture_size=texture_size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
-            fit_iters=fit_iters, tau=tau, overwrite=overwrite,
+            uv_layout=uv_layout, fit_iters=fit_iters, tau=tau, overwrite=overwrite,
         )  # fmt: skip
         with progress() as bar:
             result = create_avatar(

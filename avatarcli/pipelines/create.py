@@ -8,6 +8,17 @@ merge views by softmax of the normal-to-camera cosine (DINAR Eq. 5) → fill uns
 the body surface → refine the RGB texture through the differentiable render (DINAR App. B) →
 avatar file + preview sheet, with the input-view PSNR/SSIM inside (person mask ∩ body render).
 
+``--uv-layout`` (:attr:`CreateOptions.uv_layout`) picks the UV layout the RGB texture is built
+in: ``body`` (the body's own), ``dinar`` (DINAR's SMPL-X "front cut" layout from the installed
+``dinar_uv_layout`` weights) or the path of a DINAR ``smplx_data/`` folder / ``.npz``. Both
+DINAR variants are recorded as ``uv_layout == "dinar"``; a path's layout is embedded in the
+avatar file (see :mod:`avatarcli.pipelines.neural_render`) so animating needs no extra file.
+
+``--method dinar`` runs DINAR's neural path instead (:mod:`avatarcli.pipelines.dinar`); with
+several photos (``avatar merge``) each view's 21-channel texture inputs are merged by the same
+normal-angle softmax before the single diffusion inpainting (:func:`~avatarcli.pipelines.dinar.
+merge_dinar_views`).
+
 :func:`create_batch` runs :func:`create_avatar` once per photo (one person each), reporting and
 skipping files that fail, resuming with ``skip_existing`` and writing ``summary.json``.
 """
@@ -48,6 +59,7 @@ class CreateOptions:
     fill: str = "mirror+back+harmonic"
     refine_steps: int = 64
     tau: float = 0.1
+    uv_layout: str = "body"  # body | dinar | path of a DINAR smplx_data/ folder or .npz (RGB path)
     fit_iters: int = 400
     mask: str | None = None
     keypoints: str | None = None
@@ -68,6 +80,14 @@ class CreateOptions:
 
         if self.fill not in FILL_METHODS:
             raise UserError(f"unknown --fill {self.fill!r}; choose one of {', '.join(FILL_METHODS)}")
+        if self.uv_layout != "body":
+            if self.method != "rgb":
+                raise UserError(
+                    f"--uv-layout applies to --method rgb; --method {self.method} uses its networks' layout"
+                )
+            from avatarcli.pipelines.neural_render import check_uv_layout_choice
+
+            check_uv_layout_choice(self.uv_layout)  # missing weights / a bad file: before any work
 
 
 @dataclass
@@ -121,8 +141,11 @@ def posed_view(body, fit, perception, device: torch.device):
     return TextureView(verts, fit.camera().to(device), photo, mask)
 
 
-def texture_for_views(body, shape: torch.Tensor, views, opts: CreateOptions, say: ProgressFn | None = None):
-    """The RGB texture (:class:`~avatarcli.texture.build.RGBTexture`) of ``views`` under ``opts``."""
+def texture_for_views(
+    body, shape: torch.Tensor, views, opts: CreateOptions, say: ProgressFn | None = None, layout=None
+):
+    """The RGB texture (:class:`~avatarcli.texture.build.RGBTexture`) of ``views`` under ``opts``,
+    in ``layout`` (a :class:`~avatarcli.pipelines.neural_render.UVLayout`; None: the body's own)."""
     from avatarcli.texture import body_texel_maps
     from avatarcli.texture.build import build_rgb_texture
 
@@ -135,7 +158,7 @@ def texture_for_views(body, shape: torch.Tensor, views, opts: CreateOptions, say
         current.append(f"texture: {message}")
         report(current[-1], 0, 1)
 
-    maps = body_texel_maps(body, opts.texture_size, shape)
+    maps = body_texel_maps(body, opts.texture_size, shape, layout=layout)
     built = build_rgb_texture(
         body, views, texture_size=opts.texture_size, fill_method=opts.fill, tau=opts.tau,
         detect_occlusion=opts.occlusion, refine_steps=opts.refine_steps, maps=maps, progress=step,
@@ -182,18 +205,21 @@ def create_avatar(
     from avatarcli.body import load_body
     from avatarcli.fitting.optimize import FitSettings, fit_perceptions
     from avatarcli.perception import perceive
+    from avatarcli.pipelines.neural_render import resolve_uv_layout
 
     if len(images) > 1 and (opts.mask or opts.keypoints):
         raise UserError("--mask/--keypoints apply to a single photo; give one photo, or leave them out")
+    body = load_body(opts.body, model_dir=opts.smplx_dir).to(device)
+    layout = resolve_uv_layout(opts.uv_layout, body)  # a layout for another mesh: before any work
+    t0 = time.perf_counter()
     perceptions = []
     for i, path in enumerate(images):
         say("perception", i, len(images))
         perceptions.append(perceive(path, mask=opts.mask, keypoints=opts.keypoints))
     say("perception", len(images), len(images))
-    timings["perception"] = time.perf_counter() - t_start
+    timings["perception"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    body = load_body(opts.body, model_dir=opts.smplx_dir).to(device)
     if opts.fits:
         fits = _load_fits(opts.fits, body, images)
     else:
@@ -235,26 +261,31 @@ def create_avatar(
         )
         save_contact_sheet(preview, [("input", perceptions[0].image), *sp_tiles], tile_size=256, columns=4)
     else:
-        built, maps = texture_for_views(body, shape, views, opts, say)
+        built, maps = texture_for_views(body, shape, views, opts, say, layout=layout)
         texture = built.texture
         timings["texture"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        scores = [input_view_scores(body, v.vertices, v.camera, texture, v.image, v.mask) for v in views]
+        scores = [
+            input_view_scores(body, v.vertices, v.camera, texture, v.image, v.mask, layout=layout)
+            for v in views
+        ]
         avatar = Avatar(
             body_backend=body.name,
             body_model_id=body.model_id,
             shape=shape[0].cpu(),
-            uv_layout=body.name,
+            uv_layout=layout.name,
             textures={
                 "rgb": _to_uint8_hw3(texture),
                 "known": built.exact.to(torch.uint8).cpu(),  # B_smp: hit exactly by a photo pixel
                 "filled": built.seen.to(torch.uint8).cpu(),  # B_fill: sampled + the 3×3 ring
+                **_layout_entries(opts.uv_layout, layout),
             },
+            weights=_layout_weights(opts.uv_layout),
             views=records,
             provenance=provenance,
         )
         save_avatar(avatar, target, overwrite=opts.overwrite)
-        _write_preview(preview, body, shape, perceptions[0], views[0], texture, maps, opts.occlusion)
+        _write_preview(preview, body, shape, perceptions[0], views[0], texture, maps, opts.occlusion, layout)
     timings["save"] = time.perf_counter() - t0
     warnings = [w for p in perceptions for w in p.warnings] + [w for f in fits for w in f.warnings]
     if opts.method == "stylepeople":
@@ -270,6 +301,21 @@ def create_avatar(
         seconds=round(time.perf_counter() - t_start, 2),
         timings={k: round(v, 2) for k, v in timings.items()},
     )
+
+
+def _layout_entries(choice: str, layout) -> dict[str, torch.Tensor]:
+    """A user's layout file travels inside the avatar (installed/body layouts are found again)."""
+    from avatarcli.pipelines.neural_render import UV_LAYOUT_CHOICES, embedded_layout_textures
+
+    return {} if choice in UV_LAYOUT_CHOICES else embedded_layout_textures(layout)
+
+
+def _layout_weights(choice: str) -> dict[str, str]:
+    """The installed DINAR layout's sha256, so rendering refuses a different file later."""
+    from avatarcli.pipelines.neural_render import DINAR_UV_LAYOUT, UV_LAYOUT_WEIGHTS, manifest_sha256
+
+    sha = manifest_sha256(UV_LAYOUT_WEIGHTS) if choice == DINAR_UV_LAYOUT else None
+    return {UV_LAYOUT_WEIGHTS: sha} if sha else {}
 
 
 def _view_records(fits, images) -> list[dict]:
@@ -364,15 +410,19 @@ def _load_fits(paths: Sequence[str], body, images: Sequence[str | os.PathLike]):
     return fits
 
 
-def input_view_scores(body, vertices, camera, texture, photo, mask) -> tuple[float, float]:
-    """PSNR/SSIM of the re-rendered input view vs the photo inside (person mask ∩ body render)."""
+def input_view_scores(body, vertices, camera, texture, photo, mask, *, layout=None) -> tuple[float, float]:
+    """PSNR/SSIM of the re-rendered input view vs the photo inside (person mask ∩ body render);
+    ``texture`` in ``layout`` (default: the body's own UV layout)."""
     from avatarcli.render import render_textured
     from avatarcli.texture import psnr, ssim
+    from avatarcli.texture.body_maps import layout_of
 
+    uv, uv_faces = layout_of(body, layout)
     with torch.no_grad():
         image, coverage = render_textured(
-            vertices, body.faces, body.uv, body.uv_faces, texture[None], camera, background=0.0
-        )
+            vertices, body.faces, uv.to(vertices.device), uv_faces.to(vertices.device), texture[None], camera,
+            background=0.0,
+        )  # fmt: skip
         region = coverage[:, 0].bool() & mask.bool()
         if not bool(region.any()):
             return float("nan"), float("nan")
@@ -382,19 +432,21 @@ def input_view_scores(body, vertices, camera, texture, photo, mask) -> tuple[flo
         return float(psnr(image, photo, region)), float(ssim(image, photo, region))
 
 
-def _write_preview(path, body, shape, perception, view, texture, maps, occlusion: bool) -> None:
+def _write_preview(path, body, shape, perception, view, texture, maps, occlusion: bool, layout=None) -> None:
     """Input, fit overlay, re-render, texture, occlusion before/after, turntable views."""
     from avatarcli.render import render_textured
     from avatarcli.render.preview import orbit_views, overlay, save_contact_sheet
     from avatarcli.texture import sample_view
+    from avatarcli.texture.body_maps import layout_of
 
     verts, camera = view.vertices, view.camera
+    uv, uv_faces = (t.to(verts.device) for t in layout_of(body, layout))
     with torch.no_grad():
         grey = torch.full((1, 3, 2, 2), 0.75, device=verts.device)
-        mesh, cover = render_textured(verts, body.faces, body.uv, body.uv_faces, grey, camera, shade=True)
-        rerender, _ = render_textured(verts, body.faces, body.uv, body.uv_faces, texture[None], camera)
+        mesh, cover = render_textured(verts, body.faces, uv, uv_faces, grey, camera, shade=True)
+        rerender, _ = render_textured(verts, body.faces, uv, uv_faces, texture[None], camera)
         rest = body(shape=shape).vertices[0]
-        turns = orbit_views(rest, body.faces, body.uv, body.uv_faces, texture[None], size=256)
+        turns = orbit_views(rest, body.faces, uv, uv_faces, texture[None], size=256)
     tiles = [
         ("input", perception.image),
         ("fit overlay", overlay(perception.image, mesh[0], cover[0, 0])),

@@ -18,9 +18,22 @@ key           layout                 21-channel texture channels
 ============  =====================  ===================================================
 
 ``neural_masks`` is optional: without it channels 19–20 are rebuilt from ``filled`` and
-``filled − known`` (DINAR's ``mask`` and ``inpaint_mask``). The texture uses the avatar's UV
-layout: the body's own (``uv_layout == body.name``), or ``"dinar"``, DINAR's SMPL-X layout
-read from the installed ``dinar_uv_layout`` weights (what the official networks expect).
+``filled − known`` (DINAR's ``mask`` and ``inpaint_mask``).
+
+UV layouts. Every avatar's textures (RGB-only ones too) use the avatar's UV layout:
+
+* ``uv_layout == body.name``: the body's own layout;
+* ``uv_layout == "dinar"``: DINAR's SMPL-X "front cut" layout (what the official networks
+  expect). It comes from the installed ``dinar_uv_layout`` weights (``Avatar.weights`` then
+  records their sha256, so another file is refused), **or**, when the avatar carries the two
+  entries ``layout_uv`` (N, 2) float32 and ``layout_uv_faces`` (F, 3) int32 in its
+  ``textures``, from those: ``avatar create --uv-layout PATH`` embeds the layout read from a
+  user's DINAR ``smplx_data/`` folder (``uv.npy`` + ``uv_faces.npy``) or ``.npz`` (``uv``,
+  ``uv_faces``), so ``avatar animate``/``render`` draw the avatar without that file (about
+  0.3 MB). The embedded layout wins over the installed one.
+
+:func:`resolve_uv_layout` turns the ``--uv-layout`` choice (``body``, ``dinar`` or a path) into
+a :class:`UVLayout`; :func:`avatar_uv_layout` finds an existing avatar's layout.
 
 Renderer weights: the avatar's own ``renderer`` state dict when it has one, else the installed
 ``dinar_renderer``. ``Avatar.weights`` records the sha256 of each shared weights file the avatar
@@ -37,7 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from avatarcli.errors import AvatarFormatError, MissingWeightsError
+from avatarcli.errors import AvatarFormatError, MissingWeightsError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     from avatarcli.avatar_file import Avatar
@@ -50,6 +63,11 @@ RENDERER_WEIGHTS = "dinar_renderer"
 UV_LAYOUT_WEIGHTS = "dinar_uv_layout"
 #: ``Avatar.uv_layout`` of textures in DINAR's own SMPL-X UV layout.
 DINAR_UV_LAYOUT = "dinar"
+#: ``Avatar.textures`` entries of a UV layout embedded in the avatar (see the module doc).
+LAYOUT_UV_KEY = "layout_uv"
+LAYOUT_FACES_KEY = "layout_uv_faces"
+#: The values ``--uv-layout`` takes besides a path.
+UV_LAYOUT_CHOICES = ("body", DINAR_UV_LAYOUT)
 #: DINAR's video maker composites with this soft-mask threshold (exponential transparency).
 VIDEO_SEGM_THRESHOLD = 0.5
 NEURAL_CHANNELS = 16
@@ -158,6 +176,126 @@ def load_dinar_uv_layout(folder: Path | None = None, device: torch.device | str 
     return UVLayout(DINAR_UV_LAYOUT, tensors["uv"].float(), tensors["uv_faces"].long())
 
 
+def _read_layout_arrays(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """``uv`` and ``uv_faces`` from a DINAR ``smplx_data/`` folder or an ``.npz``; never unpickles."""
+
+    def load(file: Path, key: str | None = None) -> np.ndarray:
+        try:
+            data = np.load(file, allow_pickle=False)
+            if key is None:
+                return np.asarray(data)
+            if not hasattr(data, "files"):
+                raise UserError(f"UV layout file {file} is not an .npz archive (uv, uv_faces)")
+            with data:
+                if key not in data.files:
+                    raise UserError(f"UV layout file {file} has no {key!r} array (it has {data.files})")
+                return np.asarray(data[key])
+        except ValueError as exc:
+            if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+                raise UserError(
+                    f"UV layout file {file} holds pickled Python objects; refusing to load it "
+                    "(save plain arrays with numpy.save)"
+                ) from None
+            raise UserError(f"UV layout file {file} is not a numpy array file ({exc})") from None
+        except (OSError, EOFError) as exc:
+            raise UserError(f"UV layout file {file} cannot be read ({exc})") from None
+
+    if path.is_dir():
+        files = [path / "uv.npy", path / "uv_faces.npy"]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise UserError(
+                f"UV layout folder {path} lacks {' and '.join(missing)}; give DINAR's smplx_data/ "
+                "folder (uv.npy + uv_faces.npy) or an .npz with uv and uv_faces"
+            )
+        return load(files[0]), load(files[1])
+    if not path.is_file():
+        raise UserError(
+            f"--uv-layout {path}: no such file or folder; use body, dinar, DINAR's smplx_data/ "
+            "folder or an .npz with uv and uv_faces"
+        )
+    if path.suffix.lower() != ".npz":
+        raise UserError(f"UV layout file {path} must be an .npz (uv, uv_faces) or a smplx_data/ folder")
+    return load(path, "uv"), load(path, "uv_faces")
+
+
+def load_uv_layout_file(path: str | Path) -> UVLayout:
+    """A user's DINAR-style UV layout, checked: ``uv`` (N, 2) in [0, 1] (v = 0 at the top row, as
+    DINAR's ``uv.npy``), ``uv_faces`` (F, 3) integers indexing ``uv``. Named ``"dinar"``.
+    """
+    path = Path(path)
+    uv, uv_faces = _read_layout_arrays(path)
+    if uv.ndim != 2 or uv.shape[1] != 2 or uv.shape[0] == 0 or not np.issubdtype(uv.dtype, np.floating):
+        raise UserError(f"UV layout {path}: uv must be a float (N, 2) array, got {uv.dtype} {uv.shape}")
+    if uv_faces.ndim != 2 or uv_faces.shape[1] != 3 or not np.issubdtype(uv_faces.dtype, np.integer):
+        raise UserError(
+            f"UV layout {path}: uv_faces must be an integer (F, 3) array, "
+            f"got {uv_faces.dtype} {uv_faces.shape}"
+        )
+    if not np.isfinite(uv).all() or uv.min() < 0.0 or uv.max() > 1.0:
+        low, high = float(np.nanmin(uv)), float(np.nanmax(uv))
+        raise UserError(f"UV layout {path}: uv values must lie in [0, 1], found [{low:.4g}, {high:.4g}]")
+    if uv_faces.size and (uv_faces.min() < 0 or uv_faces.max() >= uv.shape[0]):
+        raise UserError(
+            f"UV layout {path}: uv_faces index {int(uv_faces.min())}…{int(uv_faces.max())}, "
+            f"but uv has {uv.shape[0]} rows"
+        )
+    return UVLayout(
+        DINAR_UV_LAYOUT,
+        torch.from_numpy(uv.astype(np.float32)),
+        torch.from_numpy(uv_faces.astype(np.int64)),
+    )
+
+
+def check_layout_fits(layout: UVLayout, body: BodyModel, source: str) -> None:
+    """One line when the layout was made for another mesh (DINAR's is SMPL-X's 20,908 faces)."""
+    if layout.uv_faces.shape[0] != body.faces.shape[0]:
+        raise UserError(
+            f"UV layout {source} has {layout.uv_faces.shape[0]} faces but the {body.name!r} body has "
+            f"{body.faces.shape[0]}; a DINAR layout fits only the SMPL-X mesh: use --body smplx"
+        )
+
+
+def check_uv_layout_choice(choice: str) -> None:
+    """Fail fast (before perception or fitting) on a ``--uv-layout`` that cannot be used."""
+    from avatarcli.weights_registry import require_weights
+
+    if choice == "body":
+        return
+    if choice == DINAR_UV_LAYOUT:
+        require_weights([UV_LAYOUT_WEIGHTS])
+    else:
+        load_uv_layout_file(choice)
+
+
+def resolve_uv_layout(choice: str, body: BodyModel, folder: Path | None = None) -> UVLayout:
+    """``--uv-layout``: ``body`` (the body's own), ``dinar`` (the installed DINAR layout) or the
+    path of a DINAR ``smplx_data/`` folder / ``.npz``; checked against the body's faces."""
+    if choice == "body":
+        return body_uv_layout(body)
+    if choice == DINAR_UV_LAYOUT:
+        layout, source = load_dinar_uv_layout(folder, body.faces.device), "dinar (installed weights)"
+    else:
+        layout, source = load_uv_layout_file(choice).to(body.faces.device), str(choice)
+    check_layout_fits(layout, body, source)
+    return layout
+
+
+def embedded_layout_textures(layout: UVLayout) -> dict[str, torch.Tensor]:
+    """The avatar ``textures`` entries that carry ``layout`` inside the avatar file."""
+    return {
+        LAYOUT_UV_KEY: layout.uv.detach().float().cpu().contiguous(),
+        LAYOUT_FACES_KEY: layout.uv_faces.detach().cpu().to(torch.int32).contiguous(),
+    }
+
+
+def _embedded_uv_layout(avatar: Avatar) -> UVLayout | None:
+    uv, uv_faces = avatar.textures.get(LAYOUT_UV_KEY), avatar.textures.get(LAYOUT_FACES_KEY)
+    if uv is None or uv_faces is None:
+        return None
+    return UVLayout(avatar.uv_layout, uv.float(), uv_faces.long())
+
+
 def avatar_uv_layout(avatar: Avatar, body: BodyModel, folder: Path | None = None) -> UVLayout:
     """The UV layout the avatar's textures are in, checked against the body's faces."""
     if avatar.uv_layout == body.name:
@@ -167,11 +305,20 @@ def avatar_uv_layout(avatar: Avatar, body: BodyModel, folder: Path | None = None
             f"the avatar's textures use the {avatar.uv_layout!r} UV layout, which the {body.name!r} "
             "body cannot draw; recreate the avatar for this body"
         )
-    check_same_weights(avatar, UV_LAYOUT_WEIGHTS, folder)
-    layout = load_dinar_uv_layout(folder, device=body.faces.device)
+    layout = _embedded_uv_layout(avatar)
+    if layout is not None:
+        faces = layout.uv_faces
+        if faces.numel() and not 0 <= int(faces.min()) <= int(faces.max()) < len(layout.uv):
+            raise AvatarFormatError("the avatar's embedded UV layout indexes past its uv table; damaged file")
+        layout = layout.to(body.faces.device)
+        where = "its embedded"
+    else:
+        check_same_weights(avatar, UV_LAYOUT_WEIGHTS, folder)
+        layout = load_dinar_uv_layout(folder, device=body.faces.device)
+        where = "DINAR's SMPL-X"
     if layout.uv_faces.shape[0] != body.faces.shape[0]:
         raise AvatarFormatError(
-            f"the avatar uses DINAR's SMPL-X UV layout ({layout.uv_faces.shape[0]} faces) but the "
+            f"the avatar uses {where} UV layout ({layout.uv_faces.shape[0]} faces) but the "
             f"{body.name!r} body has {body.faces.shape[0]} faces; use --body smplx"
         )
     return layout
@@ -187,7 +334,7 @@ def neural_renderer_available(avatar: Avatar, folder: Path | None = None) -> boo
     if not avatar.has_neural_texture:
         return False
     needed = [] if avatar.renderer is not None else [RENDERER_WEIGHTS]
-    if avatar.uv_layout == DINAR_UV_LAYOUT:
+    if avatar.uv_layout == DINAR_UV_LAYOUT and _embedded_uv_layout(avatar) is None:
         needed.append(UV_LAYOUT_WEIGHTS)
     try:
         require_weights(needed, folder)

@@ -42,22 +42,28 @@ class FrameRenderer(Protocol):
 
 @dataclass
 class RGBFrameRenderer:
-    """The default path: the avatar's colour texture on the posed mesh (no neural weights)."""
+    """The default path: the avatar's colour texture on the posed mesh (no neural weights).
+
+    ``uv``/``uv_faces``: the avatar's UV layout when it is not the body's own (e.g. DINAR's).
+    """
 
     body: BodyModel
     texture: torch.Tensor  # (1, 3, T, T) float [0, 1]
     background: tuple[float, float, float] | torch.Tensor
     shade: bool = False
+    uv: torch.Tensor | None = None
+    uv_faces: torch.Tensor | None = None
 
     def __call__(self, vertices: torch.Tensor, camera: Camera) -> np.ndarray:
         from avatarcli.render import render_textured
 
         batch = vertices.shape[0]
+        own = self.uv is None or self.uv_faces is None
         image, _ = render_textured(
             vertices,
             self.body.faces,
-            self.body.uv,
-            self.body.uv_faces,
+            self.body.uv if own else self.uv.to(vertices.device),
+            self.body.uv_faces if own else self.uv_faces.to(vertices.device),
             self.texture.expand(batch, -1, -1, -1),
             camera,
             background=self.background,
@@ -111,7 +117,13 @@ def make_frame_renderer(
 
         if neural or neural_renderer_available(avatar):
             return NeuralFrameRenderer.for_avatar(avatar, body, device, bg)
-    return RGBFrameRenderer(body, avatar_rgb_texture(avatar, device), bg, shade)
+    texture = avatar_rgb_texture(avatar, device)
+    if avatar.uv_layout == body.name:
+        return RGBFrameRenderer(body, texture, bg, shade)
+    from avatarcli.pipelines.neural_render import avatar_uv_layout
+
+    layout = avatar_uv_layout(avatar, body)  # DINAR's layout: embedded or the installed weights
+    return RGBFrameRenderer(body, texture, bg, shade, layout.uv, layout.uv_faces)
 
 
 def view_yaw(view: str) -> float:

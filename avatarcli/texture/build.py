@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 
 import torch
 
-from avatarcli.texture.body_maps import BodyTexelMaps, body_texel_maps, sample_view, textured_render_fn
+from avatarcli.texture.body_maps import (
+    BodyTexelMaps,
+    UVCoordinates,
+    body_texel_maps,
+    sample_view,
+    textured_render_fn,
+)
 from avatarcli.texture.fill import fill_unseen_texels, parse_fill_method
 from avatarcli.texture.merge import merge_sampled
 from avatarcli.texture.occlusion import pad_texture_islands
@@ -52,12 +58,15 @@ def build_rgb_texture(
     refine_steps: int = 64,
     refine_lr: float = 2e-3,
     maps: BodyTexelMaps | None = None,
+    layout: UVCoordinates | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> RGBTexture:
     """Build the avatar's RGB texture from one or more fitted photos.
 
-    Refinement (``refine_steps`` > 0) fits the texture to all views at once when their images
-    share one size, otherwise to the first view only (as DINAR, which is single-view).
+    The texture is in the UV layout of ``maps``; without ``maps`` they are built in ``layout``
+    (default: the body's own layout). Refinement (``refine_steps`` > 0) fits the texture to all
+    views at once when their images share one size, otherwise to the first view only (as
+    DINAR, which is single-view).
     """
     if not views:
         raise ValueError("at least one view is needed to build a texture")
@@ -65,7 +74,7 @@ def build_rgb_texture(
     say = progress or (lambda _message: None)
     if maps is None:
         say("texel maps")
-        maps = body_texel_maps(body, texture_size)
+        maps = body_texel_maps(body, texture_size, layout=layout)
     sampled, occluded = [], []
     for i, view in enumerate(views):
         say(f"sampling view {i + 1}/{len(views)}")
@@ -94,18 +103,19 @@ def build_rgb_texture(
         say(f"refining ({refine_steps} steps)")
         texture = pad_texture_islands(texture * maps.mask, maps.mask, ISLAND_PADDING)  # clean seams
         texture, refined_views = _refine(
-            body, views, texture, seen, merged.view_cos[0].cpu(), refine_steps, refine_lr
+            body, views, texture, seen, merged.view_cos[0].cpu(), refine_steps, refine_lr, maps
         )
         stats["refine_views"] = refined_views
     padded = pad_texture_islands(texture * maps.mask, maps.mask, ISLAND_PADDING)
     return RGBTexture(padded, seen & maps.mask, exact & maps.mask, merged.view_cos[0].cpu(), stats)
 
 
-def _refine(body, views, texture, seen, view_cos, steps, lr) -> tuple[torch.Tensor, int]:
+def _refine(body, views, texture, seen, view_cos, steps, lr, maps: BodyTexelMaps) -> tuple[torch.Tensor, int]:
     sizes = {tuple(v.image.shape[-2:]) for v in views}
     chosen = list(views) if len(sizes) == 1 else [views[0]]
     device = chosen[0].image.device
-    renders = [textured_render_fn(body, v.vertices, v.camera) for v in chosen]
+    layout = maps if maps.uv is not None else None
+    renders = [textured_render_fn(body, v.vertices, v.camera, layout=layout) for v in chosen]
 
     def render_all(tex: torch.Tensor) -> torch.Tensor:
         return torch.cat([render(tex) for render, _ in renders])
