@@ -333,7 +333,8 @@ def _efficientnet_like(blocks: int, prefix: str = "backbone.") -> dict[str, torc
     return sd
 
 
-def test_encoder_checkpoint_is_checked_by_pattern_and_stored_verbatim(tmp_path):
+def test_encoder_checkpoint_is_checked_by_pattern(tmp_path):
+    """Key-pattern checks come first; conversion itself is tested in test_sp_encoder.py."""
     sd = _efficientnet_like(3)
     check = check_encoder_state_dict(encoder_state_dict({"inferer": {"encoder": sd}}))
     assert (check.backbone_prefix, check.num_blocks, check.is_b7) == ("backbone.", 3, False)
@@ -349,13 +350,10 @@ def test_encoder_checkpoint_is_checked_by_pattern_and_stored_verbatim(tmp_path):
         encoder_state_dict({"inferer": {"decoder": sd}})
 
     path = tmp_path / "encoder.pth"
-    torch.save({"inferer": {"encoder": sd}}, path)
-    report = import_stylepeople(None, tmp_path / "w", encoder=path)
-    assert any("55" in note for note in report.notes)
-    from safetensors.torch import load_file
-
-    stored = load_file(str(report.files[ENCODER_NAME]))
-    assert stored.keys() == sd.keys()
+    torch.save({"inferer": {"encoder": sd}}, path)  # the right key pattern, but no real network
+    with pytest.raises(InputFileError, match="encoder.pth: the backbone has no"):
+        import_stylepeople(None, tmp_path / "w", encoder=path)
+    assert not (tmp_path / "w" / f"{ENCODER_NAME}.safetensors").exists()
     with pytest.raises(UserError, match="nothing to import"):
         import_stylepeople(None, tmp_path / "w")
 

@@ -58,6 +58,9 @@ def import_cmd(
     kind: str = typer.Argument(..., help="Which model family: dinar or stylepeople."),
     checkpoint: Path = typer.Argument(..., help="Official checkpoint (.ckpt / generative_model.pth)."),
     encoder: Path = typer.Option(None, "--encoder", help="StylePeople encoder.pth (optional)."),
+    encoder_config: Path = typer.Option(
+        None, "--encoder-config", help="StylePeople encoder_config.yaml describing --encoder (optional)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     from dataclasses import asdict
@@ -75,7 +78,7 @@ def import_cmd(
     elif kind == "stylepeople":
         from avatarcli.nets.sp_checkpoint import import_stylepeople
 
-        report = import_stylepeople(checkpoint, weights_dir(), encoder=encoder)
+        report = import_stylepeople(checkpoint, weights_dir(), encoder=encoder, encoder_config=encoder_config)
         names, notes = [e.name for e in report.entries], report.notes
     else:
         raise UserError(f"unknown weights family {kind!r}; supported: dinar, stylepeople")

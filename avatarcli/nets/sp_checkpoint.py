@@ -5,11 +5,14 @@ Supported inputs (from the StylePeople Google Drive archive, ``data/checkpoint/`
   validated by loading them into :class:`SPTextureGenerator` / :class:`SPRenderer` (sizes read
   from the shapes, every key and shape checked) and written as ``stylepeople_generator`` and
   ``stylepeople_renderer`` network files.
-- ``encoder.pth``: ``ckpt["inferer"]["encoder"]``, the EfficientNet-b7 W+ encoder. We have no
-  network for it yet and no test vector, so it is only *checked by key pattern* (an
-  efficientnet-pytorch backbone: ``…_conv_stem.weight``, ``…_blocks.<i>.…``, ``…_conv_head.weight``)
-  and stored verbatim under its official key names as ``stylepeople_encoder``, for a later
-  network to load.
+- ``encoder.pth``: ``ckpt["inferer"]["encoder"]``, the EfficientNet-b7 W+ encoder. It is
+  checked by key pattern (an efficientnet-pytorch backbone), loaded into :class:`SPEncoder`
+  (sizes from the shapes; the non-backbone layers by name, else by shape and order) and
+  written as ``stylepeople_encoder`` (kind ``sp_encoder``). ``encoder_config.yaml``, when
+  given, supplies the constructor arguments (``model.encoder.args``), which must agree with the
+  weights; its ``pretrained`` flag turns on the input renormalisation. Files written by older
+  avatarcli versions (the raw tensors, kind ``sp_encoder_efficientnet_raw``) are converted when
+  loaded (:func:`load_encoder`).
 
 Files are read with ``torch.load(weights_only=True)`` only: a pickle that needs anything other
 than tensors and plain containers (for instance code) is refused, never executed.
@@ -30,6 +33,7 @@ from avatarcli.errors import InputFileError, UserError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from avatarcli.nets.sp_encoder import SPEncoder
     from avatarcli.nets.sp_generator import SPTextureGenerator
     from avatarcli.nets.sp_renderer import SPRenderer
     from avatarcli.weights_registry.registry import WeightEntry
@@ -38,7 +42,9 @@ STYLEPEOPLE_LICENCE = "MIT (StylePeople, Samsung Electronics); check the data ar
 GENERATOR_NAME = "stylepeople_generator"
 RENDERER_NAME = "stylepeople_renderer"
 ENCODER_NAME = "stylepeople_encoder"
-ENCODER_KIND = "sp_encoder_efficientnet_raw"
+ENCODER_KIND = "sp_encoder"
+#: What avatarcli ≤ 0.x stored: the official tensors verbatim (converted on load).
+RAW_ENCODER_KIND = "sp_encoder_efficientnet_raw"
 #: Blocks in an EfficientNet-b7 backbone (the released encoder's).
 EFFICIENTNET_B7_BLOCKS = 55
 
@@ -191,6 +197,53 @@ def check_encoder_state_dict(
     )
 
 
+def read_encoder_config(path: str | os.PathLike) -> dict[str, Any]:
+    """``model.encoder.args`` of StylePeople's ``encoder_config.yaml`` (an OmegaConf dump).
+
+    A missing file, bad YAML or a file without that section is an :class:`InputFileError`.
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(f"encoder config {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputFileError(f"cannot read encoder config {path}: {str(exc).splitlines()[0]}") from None
+    node = data
+    for key in ("model", "encoder"):
+        node = node.get(key) if isinstance(node, Mapping) else None
+    if not isinstance(node, Mapping):
+        raise InputFileError(
+            f"{path} has no model.encoder section (is it StylePeople's encoder_config.yaml?)"
+        )
+    args = node.get("args") or {}  # an empty ``args:`` means the constructor defaults
+    if not isinstance(args, Mapping):
+        raise InputFileError(f"{path}: model.encoder.args is not a mapping")
+    return dict(args)
+
+
+def encoder_from_checkpoint(
+    checkpoint: Any, args: Mapping[str, Any] | None = None, source: str = "encoder.pth"
+) -> SPEncoder:
+    """Our :class:`SPEncoder` from ``encoder.pth``'s contents (already read), eval mode.
+
+    ``args`` are ``encoder_config.yaml``'s constructor arguments. Anything that does not fit
+    raises :class:`InputFileError` (a config that disagrees: :class:`UserError`).
+    """
+    from avatarcli.nets.sp_encoder import EncoderArgsError, SPEncoder
+
+    state_dict = encoder_state_dict(checkpoint, source)
+    check_encoder_state_dict(state_dict, source)
+    try:
+        return SPEncoder.from_stylepeople_state_dict(state_dict, args)
+    except EncoderArgsError as exc:
+        raise UserError(f"encoder config: {exc}") from None
+    except ValueError as exc:
+        raise InputFileError(f"{source}: {exc}") from None
+
+
 @dataclass
 class StylePeopleImport:
     """What :func:`import_stylepeople` wrote."""
@@ -206,6 +259,7 @@ def import_stylepeople(
     folder: str | os.PathLike,
     *,
     encoder: str | os.PathLike | None = None,
+    encoder_config: str | os.PathLike | None = None,
     update_manifest: bool = True,
 ) -> StylePeopleImport:
     """Convert ``generative_model.pth`` (and optionally ``encoder.pth``) into ``folder``.
@@ -213,7 +267,8 @@ def import_stylepeople(
     Writes ``stylepeople_generator.safetensors`` and ``stylepeople_renderer.safetensors`` (our
     network files: official key names + kind/config metadata, loadable with
     :func:`avatarcli.nets.load_network`) and, when given, ``stylepeople_encoder.safetensors``
-    (official key names, checked by pattern only). Every input is validated before anything is
+    (an :class:`SPEncoder`, configured by ``encoder_config`` when given, see
+    :func:`encoder_from_checkpoint`). Every input is validated before anything is
     written; each file is written atomically. With ``update_manifest`` the weights manifest in
     ``folder`` gains one entry per file.
     """
@@ -222,6 +277,8 @@ def import_stylepeople(
 
     if generative_model is None and encoder is None:
         raise UserError("nothing to import: give generative_model.pth and/or encoder.pth")
+    if encoder_config is not None and encoder is None:
+        raise UserError("--encoder-config describes encoder.pth: give --encoder too")
     folder = Path(folder)
     to_write: list[tuple[str, dict[str, torch.Tensor], str, dict[str, Any], Path]] = []
     notes: list[str] = []
@@ -232,19 +289,20 @@ def import_stylepeople(
                 (name, net.to_safetensors_state_dict(), net.kind, net.config_dict(), Path(generative_model))
             )
     if encoder is not None:
-        sd = encoder_state_dict(load_torch_file(encoder), source=str(encoder))
-        check = check_encoder_state_dict(sd, source=str(encoder))
-        if not check.is_b7:
+        args = read_encoder_config(encoder_config) if encoder_config is not None else None
+        net = encoder_from_checkpoint(load_torch_file(encoder), args, source=str(encoder))
+        if net.config.backbone != "b7":
             notes.append(
-                f"the encoder backbone has {check.num_blocks} blocks; the released b7 encoder has "
-                f"{EFFICIENTNET_B7_BLOCKS}"
+                f"the encoder backbone is EfficientNet-{net.config.backbone}; the released one is b7"
             )
-        config = {
-            "backbone_prefix": check.backbone_prefix,
-            "num_blocks": check.num_blocks,
-            "num_parameters": check.num_parameters,
-        }
-        to_write.append((ENCODER_NAME, sd, ENCODER_KIND, config, Path(encoder)))
+        if args is None:
+            notes.append(
+                "no --encoder-config given: the encoder's sizes come from its weights and its input is "
+                "not renormalised (upstream's default pretrained=False)"
+            )
+        to_write.append(
+            (ENCODER_NAME, net.to_safetensors_state_dict(), net.kind, net.config_dict(), Path(encoder))
+        )
 
     files: dict[str, Path] = {}
     entries: list[WeightEntry] = []
@@ -281,3 +339,28 @@ def load_renderer(path: str | os.PathLike, device: str | torch.device = "cpu") -
     from avatarcli.nets.sp_renderer import SPRenderer
 
     return load_network(SPRenderer, path, device)
+
+
+def load_encoder(path: str | os.PathLike, device: str | torch.device = "cpu") -> SPEncoder:
+    """Our ``stylepeople_encoder.safetensors`` → an eval-mode :class:`SPEncoder`.
+
+    Files of the older raw kind (the official tensors verbatim) are converted here.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    from avatarcli.nets import load_network
+    from avatarcli.nets.sp_encoder import SPEncoder
+
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            kind = (f.metadata() or {}).get("kind")
+            tensors = {k: f.get_tensor(k) for k in f.keys()} if kind == RAW_ENCODER_KIND else None
+    except (OSError, SafetensorError) as exc:
+        raise InputFileError(f"cannot read network weights {path}: {exc}") from exc
+    if tensors is None:
+        return load_network(SPEncoder, path, device)
+    try:
+        net = SPEncoder.from_stylepeople_state_dict(tensors)
+    except ValueError as exc:
+        raise InputFileError(f"{path}: {exc}; re-import encoder.pth") from None
+    return net.to(device).eval()

@@ -33,6 +33,12 @@ SP_HOW_TO_GET = (
     "`avatar weights import stylepeople generative_model.pth [--encoder encoder.pth]`"
 )
 
+SP_ENCODER_HOW_TO_GET = (
+    "optional (without it the StylePeople fit starts from the average person): obtain encoder.pth and "
+    "encoder_config.yaml from the StylePeople authors' data archive and run `avatar weights import "
+    "stylepeople generative_model.pth --encoder encoder.pth --encoder-config encoder_config.yaml`"
+)
+
 #: Weights the tool knows how to use, with a one-line description and how to obtain them.
 KNOWN_WEIGHTS: dict[str, tuple[str, str]] = {
     "dinar_encoder": ("DINAR image encoder (photo → style vector)", DINAR_HOW_TO_GET),
@@ -44,7 +50,10 @@ KNOWN_WEIGHTS: dict[str, tuple[str, str]] = {
     "dinar_uv_layout": ("DINAR's SMPL-X UV layout (uv per UV vertex, faces)", DINAR_HOW_TO_GET),
     "stylepeople_generator": ("StylePeople neural-texture generator", SP_HOW_TO_GET),
     "stylepeople_renderer": ("StylePeople neural renderer", SP_HOW_TO_GET),
-    "stylepeople_encoder": ("StylePeople EfficientNet encoder (checked by key pattern)", SP_HOW_TO_GET),
+    "stylepeople_encoder": (
+        "StylePeople EfficientNet-b7 encoder (photo → starting W+ latent of the fit)",
+        SP_ENCODER_HOW_TO_GET,
+    ),
 }
 
 
