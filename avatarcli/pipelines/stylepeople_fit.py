@@ -5,21 +5,25 @@ The official ``infer_texture.py`` procedure (fact sheet §5.3), re-implemented:
 1. every photo is cropped square around its projected body (box ×1.2), the target is the
    photo times its person mask on black, at ``image_size`` (1024 upstream); the uv render is
    made at half that size and the renderer doubles it back;
-2. initialisation: a W+ latent (1, n_latent, style_dim) from the encoder, averaged over the
-   photos, fresh seeded noise maps, a snapshot of the generator weights and the initial
-   texture G(latent, noise);
+2. initialisation: a W+ latent (1, n_latent, style_dim) from the EfficientNet encoder
+   (:class:`avatarcli.nets.sp_encoder.SPEncoder`, when its weights are installed) applied to the
+   targets resized to its input side (512 upstream), averaged over the photos; fresh seeded
+   noise maps, a snapshot of the generator weights and the initial texture G(latent, noise);
 3. four staged optimisations, Adam rebuilt at each stage, all photos in one batch (losses
    averaged): the W+ latent → the synthesis weights → the noise maps → the texture itself, with
    the official iteration counts, learning rates, loss weights and deviation penalties
    (:data:`OFFICIAL_STAGES`).
 
-Two deliberate differences, both reported in :attr:`SPFitResult.notes`:
+Differences, reported in :attr:`SPFitResult.notes`:
 
 - **No LPIPS.** LPIPS needs pretrained VGG weights that avatarcli cannot obtain, so its weight is
   given to a structural term, ``1 − SSIM``, and the MSE term is kept as upstream has it.
-- **No EfficientNet encoder yet.** Without an ``encoder`` callable the latent starts at the
+- **Without the encoder** (``stylepeople_encoder`` not installed) the latent starts at the
   generator's mean latent (the truncation centre, every row of W+ equal), so the first stage
   starts from "the average person" rather than from a guess of this person.
+
+The encoder sees what upstream feeds it: the target (photo × mask, in [-1, 1] on black), resized
+bilinearly without antialiasing (as ``F.interpolate`` and kornia's ``resize`` do by default).
 
 The face term uses square crops located from face landmarks (OpenPose-68 rule, also applied to
 MediaPipe's face mesh with the corresponding points); photos without landmarks get none.
@@ -51,12 +55,13 @@ if TYPE_CHECKING:  # pragma: no cover
 #: progress(stage, done, total, loss): called after every optimisation step.
 FitProgress = Callable[[str, int, int, float], None]
 #: An image encoder: (B, 3, S, S) target crops in [-1, 1] → (B, n_latent, style_dim) W+ latents.
+#: An ``input_size`` attribute, when present, is the side S the crops are resized to (else 512).
 LatentEncoder = Callable[[torch.Tensor], torch.Tensor]
 
 STAGE_NAMES = ("latent", "generator", "noise", "texture")
 #: Side of the square face crops compared by the face term (upstream: 256).
 FACE_CROP_SIZE = 256
-#: Side the encoder sees (upstream resizes the target to 512 before the EfficientNet encoder).
+#: Side the encoder sees when it does not say (``input_size``); upstream resizes the target to 512.
 ENCODER_INPUT_SIZE = 512
 
 LPIPS_NOTE = (
@@ -64,13 +69,11 @@ LPIPS_NOTE = (
     "1 - SSIM structural term instead, next to the usual MSE"
 )
 MEAN_LATENT_NOTE = (
-    "initialised from the generator's mean latent, not from the StylePeople encoder (avatarcli "
-    "has no EfficientNet encoder network): the fit starts from the average person"
+    "initialised from the generator's mean latent, not from the StylePeople encoder (not installed: "
+    "`avatar weights import stylepeople generative_model.pth --encoder encoder.pth`): the fit starts "
+    "from the average person"
 )
-ENCODER_WEIGHTS_UNUSED_NOTE = (
-    "stylepeople_encoder weights are installed, but avatarcli has no EfficientNet encoder network "
-    "to run them yet"
-)
+ENCODER_WEIGHTS = "stylepeople_encoder"
 
 
 @dataclass(frozen=True)
@@ -348,11 +351,16 @@ def initial_latent(
     encoder: LatentEncoder | None,
     mean_latent_samples: int,
 ) -> tuple[torch.Tensor, str]:
-    """The starting W+ (1, n_latent, style_dim) and how it was made ("encoder" | "mean_latent")."""
+    """The starting W+ (1, n_latent, style_dim) and how it was made ("encoder" | "mean_latent").
+
+    The encoder gets every target resized to its ``input_size`` (default 512) and its latents
+    are averaged over the photos.
+    """
     n_latent, style_dim = generator.config.n_latent, generator.config.style_dim
     with torch.no_grad():
         if encoder is not None:
-            image = F.interpolate(targets.target, size=(ENCODER_INPUT_SIZE,) * 2, mode="bilinear")
+            side = int(getattr(encoder, "input_size", ENCODER_INPUT_SIZE))
+            image = F.interpolate(targets.target, size=(side, side), mode="bilinear", align_corners=False)
             wplus = encoder(image)
             if tuple(wplus.shape[1:]) != (n_latent, style_dim):
                 raise ValueError(
@@ -514,39 +522,48 @@ def create_stylepeople_avatar(
     """``avatar create --method stylepeople``: fitted photos → a StylePeople avatar.
 
     Checks the ``stylepeople_generator`` / ``stylepeople_renderer`` weights before any work
-    (:class:`~avatarcli.errors.MissingWeightsError` naming the file), fits the neural texture
-    (:func:`fit_stylepeople`) and builds the avatar: ``textures["neural"]`` (16, T, T) float16,
-    ``weights`` = the sha256 of both networks, the input ``views`` records and ``provenance``
-    (plus the fit's settings and summary). Returns the avatar, the per-photo (PSNR, SSIM) of the
-    StylePeople render against the photo inside its person mask (both in the StylePeople crop),
-    and the fit result, whose ``notes`` the caller should show as warnings.
+    (:class:`~avatarcli.errors.MissingWeightsError` naming the file), loads the optional
+    ``stylepeople_encoder`` when the manifest lists it (a listed but damaged file is an error,
+    not a silent fallback), fits the neural texture (:func:`fit_stylepeople`) and builds the
+    avatar: ``textures["neural"]`` (16, T, T) float16, ``weights`` = the sha256 of both
+    networks, the input ``views`` records and ``provenance`` (plus the fit's settings and
+    summary, and the encoder's sha256 when one was used). Returns the avatar, the per-photo
+    (PSNR, SSIM) of the StylePeople render against the photo inside its person mask (both in
+    the StylePeople crop), and the fit result, whose ``notes`` the caller should show as warnings.
     """
     from avatarcli.avatar_file import Avatar
-    from avatarcli.nets.sp_checkpoint import load_generator, load_renderer
+    from avatarcli.nets.sp_checkpoint import load_encoder, load_generator, load_renderer
     from avatarcli.pipelines.neural_render import manifest_sha256
     from avatarcli.pipelines.sp_render import GENERATOR_WEIGHTS, RENDERER_WEIGHTS, SPFrameRenderer
     from avatarcli.weights_registry import read_manifest, require_weights
 
-    paths = require_weights([GENERATOR_WEIGHTS, RENDERER_WEIGHTS], weights_folder)
+    has_encoder = any(e.name == ENCODER_WEIGHTS for e in read_manifest(weights_folder))
+    names = [GENERATOR_WEIGHTS, RENDERER_WEIGHTS] + ([ENCODER_WEIGHTS] if has_encoder else [])
+    paths = require_weights(names, weights_folder)
     options = options or SPFitOptions()
     device = torch.device(device)
     generator = load_generator(paths[GENERATOR_WEIGHTS], device)
     renderer = load_renderer(paths[RENDERER_WEIGHTS], device)
+    encoder = load_encoder(paths[ENCODER_WEIGHTS], device) if has_encoder else None
     views = [_view_to(v, device) for v in views]
     fit = fit_stylepeople(
-        views, body, generator, renderer, options=options, faces=faces, seed=seed, progress=progress
+        views,
+        body,
+        generator,
+        renderer,
+        options=options,
+        encoder=encoder,
+        faces=faces,
+        seed=seed,
+        progress=progress,
     )
-    if any(e.name == "stylepeople_encoder" for e in read_manifest(weights_folder)):
-        fit.notes.append(ENCODER_WEIGHTS_UNUSED_NOTE)
     shas = {
         name: manifest_sha256(name, weights_folder) or "" for name in (GENERATOR_WEIGHTS, RENDERER_WEIGHTS)
     }
-    record = {
-        **provenance,
-        "method": "stylepeople",
-        "seed": int(seed),
-        "stylepeople": {"options": options.as_dict(), **fit.summary()},
-    }
+    summary = {"options": options.as_dict(), **fit.summary()}
+    if encoder is not None:
+        summary["encoder_sha256"] = manifest_sha256(ENCODER_WEIGHTS, weights_folder) or ""
+    record = {**provenance, "method": "stylepeople", "seed": int(seed), "stylepeople": summary}
     avatar = Avatar(
         body_backend=body.name,
         body_model_id=body.model_id,
