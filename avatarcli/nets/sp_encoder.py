@@ -7,10 +7,11 @@ It gives the photo fit its starting latent: an EfficientNet backbone yields five
 turns it into latents: the coarsest level all but ``2·(levels−1)`` of them, every finer level 2.
 The latents are concatenated coarse to fine → (B, n_latent, style_dim).
 
-Our module names reproduce the released checkpoint's (``backbone.*``, ``feature2feature_layers.<level>.0``,
-``feature2latent_layers.<level>.2``, ``imagenet_mean``/``imagenet_std``; level 0 is the finest), so such
-a checkpoint loads by name; :func:`match_encoder_state_dict` also maps one with other names for the
-non-backbone part by shape and order.
+Our module names are those of upstream's ``EfficientNetLevelEncoder`` (``backbone.*``,
+``feature2feature_layers.<level>.0``, ``feature2latent_layers.<level>.2``, ``imagenet_mean`` /
+``imagenet_std``; level 0 is the finest), so the released checkpoint should load by name (none
+was available to check); :func:`match_encoder_state_dict` also maps one whose non-backbone part
+is named otherwise, by shape and order.
 """
 
 from __future__ import annotations
@@ -216,7 +217,8 @@ def match_encoder_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str
         k for k in state_dict if k.startswith(prefix) and k[len(prefix) :].startswith(BACKBONE_PARTS)
     ]
     ours = {"backbone." + k[len(prefix) :]: state_dict[k] for k in backbone_keys}
-    rest = {k: v for k, v in state_dict.items() if k not in set(backbone_keys)}
+    taken = set(backbone_keys)
+    rest = {k: v for k, v in state_dict.items() if k not in taken}
     endpoint_channels = backbone_config_of(ours).endpoint_channels()
     if rest and all(OUR_HEAD_KEY.match(k) for k in rest):  # already our (= upstream's) names
         return {**ours, **rest}
@@ -226,6 +228,7 @@ def match_encoder_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str
 def _match_head_by_structure(
     rest: Mapping[str, torch.Tensor], endpoint_channels: list[int]
 ) -> dict[str, torch.Tensor]:
+    """The non-backbone tensors under our names, found by shape and order (see the caller)."""
     out: dict[str, torch.Tensor] = {}
     unmatched: list[str] = []
     modules: dict[str, dict[str, str]] = {}  # module prefix → {"weight": key, "bias": key}, in order
