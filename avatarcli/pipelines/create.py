@@ -186,8 +186,6 @@ def create_avatar(
         from avatarcli.weights_registry import require_weights
 
         require_weights(DINAR_WEIGHTS)  # stops before any work, naming the file and how to get it
-        if len(images) != 1:
-            raise UserError("--method dinar makes an avatar from one photo; merge several with --method rgb")
     elif opts.method == "stylepeople":
         from avatarcli.weights_registry import require_weights
 
@@ -239,7 +237,7 @@ def create_avatar(
     records, provenance = _view_records(fits, images), _provenance(opts, images, fits)
     preview = target.with_name(target.stem + "_preview.png")
     if opts.method == "dinar":
-        avatar, scores, tiles = _dinar_avatar(body, shape, views[0], records, provenance, opts, device, say)
+        avatar, scores, tiles = _dinar_avatar(body, shape, views, records, provenance, opts, device, say)
         timings["dinar"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         save_avatar(avatar, target, overwrite=opts.overwrite)
@@ -363,35 +361,49 @@ def _stylepeople_avatar(
     return avatar, scores, list(fit.notes)
 
 
-def _dinar_avatar(body, shape, view, records, provenance, opts: CreateOptions, device, say):
-    """DINAR's neural path for one fitted photo: crop, neural texture + diffusion inpainting,
-    refinement; returns the avatar, the input-crop scores and preview tiles."""
-    from avatarcli.pipelines.dinar import DinarOptions, create_dinar_avatar, dinar_crop, load_dinar_networks
+def _dinar_avatar(body, shape, views, records, provenance, opts: CreateOptions, device, say):
+    """DINAR's neural path for the fitted photos (one, or several views merged): crops, neural
+    texture + diffusion inpainting, refinement; returns the avatar, each view's crop scores and
+    preview tiles."""
+    from avatarcli.pipelines.dinar import (
+        DinarOptions,
+        DinarView,
+        create_merged_dinar_avatar,
+        dinar_crop,
+        load_dinar_networks,
+    )
     from avatarcli.pipelines.posing import make_frame_renderer
     from avatarcli.render import framing_camera
     from avatarcli.texture import psnr, ssim
 
     networks = load_dinar_networks(device)
-    crop = dinar_crop(
-        view.image, view.mask, view.vertices, view.camera, size=networks.encoder.config.image_size
-    )
+    size = networks.encoder.config.image_size
+    crops = [dinar_crop(v.image, v.mask, v.vertices, v.camera, size=size) for v in views]
     provenance = {**provenance, "params": {**provenance["params"], "steps": opts.dinar_steps}}
-    avatar, _ = create_dinar_avatar(
-        crop.photo, crop.mask, view.vertices, crop.camera, body, shape, networks,
-        DinarOptions(steps=opts.dinar_steps, refine_steps=opts.refine_steps),
-        seed=opts.seed, views=records, provenance=provenance, progress=say,
+    avatar, _ = create_merged_dinar_avatar(
+        [DinarView(c.photo, c.mask, v.vertices, c.camera) for c, v in zip(crops, views, strict=True)],
+        body, shape, networks, DinarOptions(steps=opts.dinar_steps, refine_steps=opts.refine_steps),
+        tau=opts.tau, seed=opts.seed, views=records, provenance=provenance, progress=say,
     )  # fmt: skip
     avatar.renderer = None  # the installed renderer (its sha256 is in avatar.weights) draws it
     draw = make_frame_renderer(avatar, body, device, (1.0, 1.0, 1.0))
+    scores, renders = [], []
     with torch.no_grad():
-        frame = torch.from_numpy(draw(view.vertices, crop.camera)).permute(0, 3, 1, 2).float() / 255
-        region = crop.mask.reshape(1, *crop.photo.shape[-2:]).bool()
-        image = torch.where(region[:, None], frame.to(crop.photo), crop.photo)
-        scores = [(float(psnr(image, crop.photo, region)), float(ssim(image, crop.photo, region)))]
+        for crop, view in zip(crops, views, strict=True):
+            frame = torch.from_numpy(draw(view.vertices, crop.camera)).permute(0, 3, 1, 2).float() / 255
+            region = crop.mask.reshape(1, *crop.photo.shape[-2:]).bool()
+            image = torch.where(region[:, None], frame.to(crop.photo), crop.photo)
+            scores.append((float(psnr(image, crop.photo, region)), float(ssim(image, crop.photo, region))))
+            renders.append(frame[0])
         rest = body(shape=shape).vertices
         turns = draw(rest.expand(3, -1, -1), framing_camera(rest, [0.0, 90.0, 180.0], size=256).to(device))
     rgb = avatar.textures["rgb"]
-    tiles = [("DINAR crop", crop.photo[0]), ("neural render, input view", frame[0]), ("RGB channels", rgb)]
+    tiles = [
+        ("DINAR crop", crops[0].photo[0]),
+        ("neural render, input view", renders[0]),
+        ("RGB channels", rgb),
+    ]
+    tiles += [(f"neural render, view {k + 1}", frame) for k, frame in enumerate(renders[1:4], start=1)]
     tiles += [(f"{name} (rest)", img) for name, img in zip(("front", "side", "back"), turns, strict=True)]
     return avatar, scores, tiles
 

@@ -1,13 +1,17 @@
-"""The neural part of ``avatar create --method dinar``: one photo's sampled texture → a complete
-21-channel DINAR texture (fact sheet §1.5–§1.12).
+"""The neural part of ``avatar create --method dinar`` / ``avatar merge --method dinar``: the
+photos' sampled textures → one complete 21-channel DINAR texture (fact sheet §1.5–§1.12).
 
 Stages, each timed:
 
 1. **encode / generate** — w = E(photo on black, silhouette, noise); T_gen = G(w) (16 channels
-   over the whole UV layout);
+   over the whole UV layout), one per photo;
 2. **assemble** — the 21-channel texture [T_gen, T_rgb, mask, ring]: channel 19 is DINAR's
    ``mask`` (B_fill: sampled texels plus the one-texel ring the 3×3 splat closes) and channel 20
-   its ``inpaint_mask`` (the ring alone, B_fill − B_smp), as the released weights expect;
+   its ``inpaint_mask`` (the ring alone, B_fill − B_smp), as the released weights expect.
+   Several views of one person (**merge**, Eq. 5, §1.11) are blended per texel by the softmax
+   over the views that saw it of cos/τ (DINAR: 10·cos, τ = 0.1; the texture stage's
+   :func:`~avatarcli.texture.merge.merge_views`); the masks become the views' union, texels no
+   view saw keep mask 0, and T_gen there is the views' mean;
 3. **VQ encode** — the continuous, pre-quantisation latent;
 4. **DDIM** — masked (RePaint-style) sampling in the latent, the known latent re-inserted every
    step (:mod:`avatarcli.inpaint.ddim`);
@@ -15,23 +19,29 @@ Stages, each timed:
 6. **paste** — the known texels copied back over all 21 channels with a soft one-texel edge
    (Eq. 6, §1.10.8);
 7. **colour adjust** (optional, DINAR's ``--finetune_back``) — per-channel scale α and shift β of
-   the hallucinated colours, fitted through the neural render;
+   the hallucinated colours, fitted through the neural render (of every view);
 8. **refine** — the RGB channels fine-tuned through the neural render for 64 Adam steps,
    weighted per texel by the normal-angle map (the texture stage's
-   :func:`~avatarcli.texture.refine.refine_texture`; SSIM instead of LPIPS, see there). As in
-   DINAR's stage B, the other 18 channels then come from the VQ decoding everywhere
-   (``DinarOptions.neural_from_decoded``).
+   :func:`~avatarcli.texture.refine.refine_texture`; SSIM instead of LPIPS, see there); a merged
+   texture is fitted to all views at once, each view's gradient weighted per texel by its own
+   normal-angle trust. As in DINAR's stage B, the other 18 channels then come from the VQ
+   decoding everywhere (``DinarOptions.neural_from_decoded``).
 
-:func:`dinar_texture` works on prepared tensors (tests need no perception or fitting);
-:func:`create_dinar_avatar` prepares them from a photo crop, a fitted mesh and its camera, and
-returns an :class:`~avatarcli.avatar_file.Avatar`; :func:`load_dinar_networks` loads the installed
-weights and stops before any work when one is missing.
+Released DINAR runs single-view only; the merge follows the paper and the (unused) upstream
+merge function, restricted to the views that saw a texel as the RGB merge is.
+
+:func:`dinar_texture` (B independent photos) and :func:`merge_dinar_views` (B views of one
+person) work on prepared tensors (tests need no perception or fitting);
+:func:`create_dinar_avatar` / :func:`create_merged_dinar_avatar` prepare them from photo crops,
+fitted meshes and cameras, and return an :class:`~avatarcli.avatar_file.Avatar`;
+:func:`load_dinar_networks` loads the installed weights and stops before any work when one is
+missing.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -42,6 +52,7 @@ import torch.nn.functional as F
 from avatarcli.errors import UserError
 from avatarcli.pipelines.neural_render import (
     DINAR_UV_LAYOUT,
+    NEURAL_CHANNELS,
     RENDERER_WEIGHTS,
     UV_LAYOUT_WEIGHTS,
     UVLayout,
@@ -164,16 +175,33 @@ class DinarInputs:
 
 
 @dataclass
+class MergedDinarInputs:
+    """Several views' texture inputs merged into one texture (DINAR Eq. 5, fact sheet §1.11).
+
+    Per texel, the views that sampled it (B_fill) are weighted by ``softmax_v(cos_v / τ)`` (the
+    texture stage's :func:`~avatarcli.texture.merge.merge_views`); T_gen, complete in every view,
+    is averaged over all views where none saw the texel (the diffusion model repaints those).
+    """
+
+    texture21: torch.Tensor  # (1,21,T,T) [T_gen, T_rgb, mask (B_fill ∪), ring (B_fill ∪ − B_smp ∪)]
+    sampled: torch.Tensor  # (1,1,T,T) {0,1} union of the views' B_smp
+    filled: torch.Tensor  # (1,1,T,T) {0,1} union of the views' B_fill
+    normal_angles: torch.Tensor  # (1,1,T,T) best view cosine per texel (0 where none saw it)
+    weights: torch.Tensor  # (V,1,T,T) each view's merge weight (0 where it did not sample)
+
+
+@dataclass
 class DinarTextureResult:
     texture: torch.Tensor  # (B,21,T,T) final texture
     pasted: torch.Tensor  # (B,21,T,T) after diffusion + paste (DINAR's stage-A ``ntexture``)
     decoded: torch.Tensor  # (B,21,T,T) VQ decoding of the sampled latent (``diffusion_ntexture``)
     blend_mask: torch.Tensor  # (B,1,T,T) weight of the source texture in ``pasted``
-    generated: torch.Tensor  # (B,16,T,T) T_gen
+    generated: torch.Tensor  # (B,16,T,T) T_gen (merged over the views for a merge)
     colour_scale: torch.Tensor  # (B,3,1,1) α (1 without colour adjustment)
     colour_shift: torch.Tensor  # (B,3,1,1) β (0 without)
     refine_losses: list[list[float]] = field(default_factory=list)  # per item, loss before each step
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
+    merged: MergedDinarInputs | None = None  # what the views merged into (merge_dinar_views only)
 
 
 class _StageTimer:
@@ -218,6 +246,61 @@ def _render01(renderer: nn.Module, texture21: torch.Tensor, uv: torch.Tensor, uv
     return (renderer(texture21, uv, uv_mask).rgb + 1) / 2
 
 
+def _generate(networks: DinarNetworks, image, mask, generator, timer: _StageTimer) -> torch.Tensor:
+    """Stage 1: w = E(photo, silhouette, noise); T_gen = G(w), one per photo (B,16,T,T)."""
+    with timer("encode"):
+        w = networks.encoder(image, mask, generator=generator)
+    with timer("generate"):
+        return networks.generator(w, generator=generator)
+
+
+class _Completed(NamedTuple):
+    decoded: torch.Tensor  # (B,21,T,T)
+    blend: torch.Tensor  # (B,1,T,T)
+    pasted: torch.Tensor  # (B,21,T,T)
+
+
+def _complete(
+    networks: DinarNetworks,
+    texture21: torch.Tensor,
+    filled: torch.Tensor,
+    islands: torch.Tensor | None,
+    options: DinarOptions,
+    generator: torch.Generator | None,
+    timer: _StageTimer,
+    say: StageProgress,
+) -> _Completed:
+    """Stages 3–6: VQ encode, masked DDIM in the latent, decode, paste the known texels back."""
+    from avatarcli.inpaint.ddim import inpaint_latent
+    from avatarcli.inpaint.texture import copy_back_mask, erode3x3
+
+    with timer("vq_encode"):
+        z = networks.vq.encode(texture21)
+    with timer("setup"):  # diffusers' first import takes seconds; keep it out of the DDIM time
+        import diffusers.schedulers  # noqa: F401
+    latent_mask = F.interpolate(filled, size=z.shape[-2:], mode="nearest")
+    cond = torch.cat([z, latent_mask], dim=1)
+    with timer("ddim"):
+        sample = inpaint_latent(
+            networks.unet,
+            z,
+            cond,
+            erode3x3(latent_mask),
+            steps=options.steps,
+            eta=options.eta,
+            generator=generator,
+            progress=lambda done, total: say("ddim", done, total),
+        )
+    with timer("decode"):
+        decoded = networks.vq.decode(sample)
+    with timer("paste"):
+        islands = torch.ones_like(filled[:1]) if islands is None else islands
+        blend = copy_back_mask(filled, islands.expand_as(filled))
+        pasted = (1.0 - blend) * decoded + blend * texture21
+    timer.timings["ddim_per_step"] = timer.timings["ddim"] / options.steps
+    return _Completed(decoded, blend, pasted)
+
+
 def dinar_texture(
     inputs: DinarInputs,
     networks: DinarNetworks,
@@ -227,12 +310,10 @@ def dinar_texture(
 ) -> DinarTextureResult:
     """Complete the sampled texture of each photo with DINAR's networks (stages in the module doc).
 
-    ``generator`` (on the networks' device) seeds every random draw: the encoder's noise
-    channel, the generator's per-layer noise and the diffusion noise; equal seeds repeat exactly.
+    Each of the B photos is its own avatar. ``generator`` (on the networks' device) seeds every
+    random draw: the encoder's noise channel, the generator's per-layer noise and the diffusion
+    noise; equal seeds repeat exactly.
     """
-    from avatarcli.inpaint.ddim import inpaint_latent
-    from avatarcli.inpaint.texture import copy_back_mask, erode3x3
-
     options = options or DinarOptions()
     device = networks.device
     need_render = options.refine_steps > 0 or options.colour_adjust
@@ -242,59 +323,35 @@ def dinar_texture(
     as_float = lambda x: x.to(device=device, dtype=torch.float32)  # noqa: E731
     image, mask = as_float(inputs.image), as_float(inputs.mask)
     sampled, filled = as_float(inputs.sampled), as_float(inputs.filled)
-    batch = image.shape[0]
+    islands = None if inputs.uv_island_mask is None else as_float(inputs.uv_island_mask)
 
     with torch.no_grad():
-        with timer("encode"):
-            w = networks.encoder(image, mask, generator=generator)
-        with timer("generate"):
-            generated = networks.generator(w, generator=generator)
+        generated = _generate(networks, image, mask, generator, timer)
         ring = (filled - sampled).clamp_min(0)
         texture21 = torch.cat([generated, as_float(inputs.rgb_texture), filled, ring], dim=1)
-        with timer("vq_encode"):
-            z = networks.vq.encode(texture21)
-        with timer("setup"):  # diffusers' first import takes seconds; keep it out of the DDIM time
-            import diffusers.schedulers  # noqa: F401
-        latent_mask = F.interpolate(filled, size=z.shape[-2:], mode="nearest")
-        cond = torch.cat([z, latent_mask], dim=1)
-        with timer("ddim"):
-            sample = inpaint_latent(
-                networks.unet,
-                z,
-                cond,
-                erode3x3(latent_mask),
-                steps=options.steps,
-                eta=options.eta,
-                generator=generator,
-                progress=lambda done, total: say("ddim", done, total),
-            )
-        with timer("decode"):
-            decoded = networks.vq.decode(sample)
-        with timer("paste"):
-            islands = inputs.uv_island_mask
-            islands = torch.ones_like(filled[:1]) if islands is None else as_float(islands)
-            blend = copy_back_mask(filled, islands.expand_as(filled))
-            pasted = (1.0 - blend) * decoded + blend * texture21
-    timer.timings["ddim_per_step"] = timer.timings["ddim"] / options.steps
+        done = _complete(networks, texture21, filled, islands, options, generator, timer, say)
 
+    batch = image.shape[0]
     scale = torch.ones(batch, 3, 1, 1, device=device)
     shift = torch.zeros(batch, 3, 1, 1, device=device)
     losses: list[list[float]] = []
-    final = pasted
+    final = done.pasted
     if need_render:
         finals = []
         for b in range(batch):
             one = slice(b, b + 1)
             item = _refine_item(
                 networks.renderer,
-                inputs,
                 options,
-                b,
-                pasted=pasted[one],
-                decoded=decoded[one],
-                blend=blend[one],
+                pasted=done.pasted[one],
+                decoded=done.decoded[one],
+                blend=done.blend[one],
+                filled=filled[one],
+                normal_angles=as_float(inputs.normal_angles[one]),
                 image=image[one],
                 mask=mask[one],
+                uv=as_float(inputs.uv_render[one]),
+                uv_mask=as_float(inputs.uv_mask[one]),
                 timer=timer,
                 say=say,
             )
@@ -304,14 +361,132 @@ def dinar_texture(
         final = torch.cat(finals)
     return DinarTextureResult(
         texture=final.detach(),
-        pasted=pasted,
-        decoded=decoded,
-        blend_mask=blend,
+        pasted=done.pasted,
+        decoded=done.decoded,
+        blend_mask=done.blend,
         generated=generated,
         colour_scale=scale,
         colour_shift=shift,
         refine_losses=losses,
         timings=timer.timings,
+    )
+
+
+def merge_dinar_inputs(
+    generated: torch.Tensor,
+    rgb_texture: torch.Tensor,
+    sampled: torch.Tensor,
+    filled: torch.Tensor,
+    normal_angles: torch.Tensor,
+    tau: float = 0.1,
+) -> MergedDinarInputs:
+    """Merge V views' texture inputs into one 21-channel texture (see :class:`MergedDinarInputs`).
+
+    ``generated`` (V,16,T,T) T_gen per view, ``rgb_texture`` (V,3,T,T), ``sampled``/``filled``
+    (V,1,T,T) {0,1}, ``normal_angles`` (V,1,T,T) in [0,1]. ``tau`` is the softmax temperature
+    (DINAR: 10·cos, τ = 0.1); a small τ picks the most frontal view, a large one averages.
+    """
+    from avatarcli.texture.merge import merge_views
+
+    if generated.shape[0] != rgb_texture.shape[0] or generated.shape[0] != filled.shape[0]:
+        raise ValueError("generated, rgb_texture and the masks must be stacked per view")
+    seen = filled > 0.5
+    merged = merge_views(torch.cat([generated, rgb_texture], dim=1), seen, normal_angles, tau)
+    any_view = merged.known[None].to(generated.dtype)  # (1,1,T,T)
+    generated_merged = merged.rgb[None, : generated.shape[1]] * any_view
+    generated_merged = generated_merged + generated.mean(dim=0, keepdim=True) * (1 - any_view)
+    union_filled = any_view
+    union_sampled = (sampled > 0.5).any(dim=0, keepdim=True).to(generated.dtype)
+    ring = (union_filled - union_sampled).clamp_min(0)
+    rgb = merged.rgb[None, generated.shape[1] :]
+    texture21 = torch.cat([generated_merged, rgb, union_filled, ring], dim=1)
+    logits = (normal_angles / tau).masked_fill(~seen, float("-inf"))
+    weights = torch.softmax(torch.where(merged.known[None], logits, torch.zeros_like(logits)), dim=0)
+    return MergedDinarInputs(
+        texture21=texture21,
+        sampled=union_sampled,
+        filled=union_filled,
+        normal_angles=merged.view_cos[None],
+        weights=weights * any_view,
+    )
+
+
+def merge_dinar_views(
+    inputs: DinarInputs,
+    networks: DinarNetworks,
+    options: DinarOptions | None = None,
+    generator: torch.Generator | None = None,
+    progress: StageProgress | None = None,
+    *,
+    tau: float = 0.1,
+) -> DinarTextureResult:
+    """One avatar's texture from the V photos in ``inputs`` (batch = views of one person).
+
+    Each view gets its own T_gen (encoder + generator on that photo); the views' 21-channel
+    inputs are merged (:func:`merge_dinar_inputs`; unseen texels keep mask 0); then one
+    diffusion inpainting, decode and paste (Eq. 6), the optional colour adjustment and the RGB
+    refinement against **all** views, each view's render gradient weighted per texel by its
+    own normal-angle trust (so a texel follows the view that saw it most squarely). With one
+    view this is exactly :func:`dinar_texture` (same seed, same result).
+    """
+    options = options or DinarOptions()
+    if tau <= 0:
+        raise UserError(f"--tau must be positive, got {tau}")
+    device = networks.device
+    need_render = options.refine_steps > 0 or options.colour_adjust
+    _check_inputs(inputs, networks, need_render)
+    timer = _StageTimer(device)
+    say = progress or (lambda _stage, _done, _total: None)
+    as_float = lambda x: x.to(device=device, dtype=torch.float32)  # noqa: E731
+    image, mask = as_float(inputs.image), as_float(inputs.mask)
+    islands = None if inputs.uv_island_mask is None else as_float(inputs.uv_island_mask)
+    normal_angles = as_float(inputs.normal_angles)
+
+    with torch.no_grad():
+        generated = _generate(networks, image, mask, generator, timer)
+        with timer("merge"):
+            merged = merge_dinar_inputs(
+                generated,
+                as_float(inputs.rgb_texture),
+                as_float(inputs.sampled),
+                as_float(inputs.filled),
+                normal_angles,
+                tau,
+            )
+        done = _complete(networks, merged.texture21, merged.filled, islands, options, generator, timer, say)
+
+    scale = torch.ones(1, 3, 1, 1, device=device)
+    shift = torch.zeros(1, 3, 1, 1, device=device)
+    final, losses = done.pasted, []
+    if need_render:
+        item = _refine_item(
+            networks.renderer,
+            options,
+            pasted=done.pasted,
+            decoded=done.decoded,
+            blend=done.blend,
+            filled=merged.filled,
+            normal_angles=merged.normal_angles,
+            image=image,
+            mask=mask,
+            uv=as_float(inputs.uv_render),
+            uv_mask=as_float(inputs.uv_mask),
+            timer=timer,
+            say=say,
+            view_angles=normal_angles,
+        )
+        final, scale, shift, losses = item.texture, item.scale, item.shift, [item.losses]
+    return DinarTextureResult(
+        texture=final.detach(),
+        pasted=done.pasted,
+        decoded=done.decoded,
+        blend_mask=done.blend,
+        generated=merged.texture21[:, :NEURAL_CHANNELS],
+        colour_scale=scale,
+        colour_shift=shift,
+        refine_losses=losses,
+        timings=timer.timings,
+        merged=merged,
     )
 
 
@@ -322,40 +497,67 @@ class _RefinedItem(NamedTuple):
     losses: list[float]
 
 
+def _per_view_gradients(texture: torch.Tensor, share: torch.Tensor) -> torch.Tensor:
+    """(V,C,T,T) copies of ``texture`` (1,C,T,T) whose gradients are scaled by ``share`` (V,1,T,T);
+    the values are unchanged (x + 0, exactly)."""
+    fixed = texture.detach()
+    return fixed + (texture - fixed) * share
+
+
 def _refine_item(
     renderer: nn.Module,
-    inputs: DinarInputs,
     options: DinarOptions,
-    b: int,
     *,
     pasted: torch.Tensor,
     decoded: torch.Tensor,
     blend: torch.Tensor,
+    filled: torch.Tensor,
+    normal_angles: torch.Tensor,
     image: torch.Tensor,
     mask: torch.Tensor,
+    uv: torch.Tensor,
+    uv_mask: torch.Tensor,
     timer: _StageTimer,
     say: StageProgress,
+    view_angles: torch.Tensor | None = None,
 ) -> _RefinedItem:
-    """DINAR's stage B for one photo: optional α/β colour fit, then RGB refinement (§1.12)."""
-    from avatarcli.inpaint.texture import erode3x3
-    from avatarcli.texture.refine import photometric_loss, refine_texture
+    """DINAR's stage B for one texture seen by V ≥ 1 photos: optional α/β colour fit, then RGB
+    refinement (§1.12) against all of them.
 
-    device = pasted.device
-    uv = inputs.uv_render[b : b + 1].to(device=device, dtype=torch.float32)
-    uv_mask = inputs.uv_mask[b : b + 1].to(device=device, dtype=torch.float32)
-    target = (image + 1) / 2 * mask + (1 - mask)  # the photo on white, [0, 1]
+    ``image``/``mask``/``uv``/``uv_mask`` are stacked per view; ``filled`` and ``normal_angles``
+    (1,1,T,T) are the texture's known texels and best view cosine (the step weight). With
+    several views, ``view_angles`` (V,1,T,T) splits each texel's gradient between the views by
+    their normal-angle trust (DINAR's gradient mask, per view, normalised over the views).
+    """
+    from avatarcli.inpaint.texture import erode3x3
+    from avatarcli.texture.refine import photometric_loss, refine_texture, view_angle_weight
+
+    views = image.shape[0]
+    target = (image + 1) / 2 * mask + (1 - mask)  # the photos on white, [0, 1]
     loss_mask = erode3x3(uv_mask) * mask  # pixels both on the mesh and the person
     base = decoded if options.neural_from_decoded else pasted
     source_rgb = decoded[:, 16:19]
+    share = None
+    if views > 1 and view_angles is not None:
+        trust = torch.cat([view_angle_weight(view_angles[v]) for v in range(views)])
+        share = trust / trust.sum(dim=0, keepdim=True).clamp_min(1e-8)
     requires = [p.requires_grad for p in renderer.parameters()]
     renderer.requires_grad_(False)  # gradients flow to the texture only
 
-    def texture_with(rgb: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    def texture_with(rgb: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, split: bool = False):
+        """The 21-channel texture; ``split``: one copy per view, gradients shared out by view."""
         hallucinated = source_rgb * scale + shift
-        return torch.cat([base[:, :16], rgb * blend + hallucinated * (1 - blend), base[:, 19:]], dim=1)
+        if split and share is not None:
+            rgb = _per_view_gradients(rgb, share)
+        copies = rgb.shape[0]
+        neural, masks = base[:, :16].expand(copies, -1, -1, -1), base[:, 19:].expand(copies, -1, -1, -1)
+        return torch.cat([neural, rgb * blend + hallucinated * (1 - blend), masks], dim=1)
 
-    scale = torch.ones(1, 3, 1, 1, device=device)
-    shift = torch.zeros(1, 3, 1, 1, device=device)
+    def render(texture21: torch.Tensor) -> torch.Tensor:
+        return _render01(renderer, texture21.expand(views, -1, -1, -1), uv, uv_mask)
+
+    scale = torch.ones(1, 3, 1, 1, device=pasted.device)
+    shift = torch.zeros(1, 3, 1, 1, device=pasted.device)
     try:
         if options.colour_adjust and options.colour_steps:
             with timer("colour_adjust"):
@@ -364,7 +566,7 @@ def _refine_item(
                 for step in range(options.colour_steps):
                     optimiser.zero_grad(set_to_none=True)
                     everywhere = torch.cat([base[:, :16], source_rgb * scale + shift, base[:, 19:]], dim=1)
-                    rendered = _render01(renderer, everywhere, uv, uv_mask)
+                    rendered = render(everywhere)
                     photometric_loss(rendered, target, loss_mask, ssim_weight=options.ssim_weight).backward()
                     optimiser.step()
                     say("colour", step + 1, options.colour_steps)
@@ -375,11 +577,11 @@ def _refine_item(
             with timer("refine"):
                 result = refine_texture(
                     rgb,
-                    inputs.filled[b].to(device),
-                    lambda tex: _render01(renderer, texture_with(tex, scale, shift), uv, uv_mask),
+                    filled[0],
+                    lambda tex: render(texture_with(tex, scale, shift, split=True)),
                     target,
                     loss_mask,
-                    inputs.normal_angles[b].to(device),
+                    normal_angles[0],
                     steps=options.refine_steps,
                     lr=options.refine_lr,
                     ssim_weight=options.ssim_weight,
@@ -511,6 +713,45 @@ def dinar_crop(
     return DinarCrop(crop.clamp(0, 1), (crop_mask > 0.2).float(), cam, (left, top, side))
 
 
+class DinarView(NamedTuple):
+    """One fitted photo as DINAR sees it: the square crop and its mesh and camera."""
+
+    photo: torch.Tensor  # (1,3,S,S) person crop in [0,1], S = the encoder's input size
+    mask: torch.Tensor  # (1,1,S,S) or (1,S,S) person silhouette
+    vertices: torch.Tensor  # (1,V,3) fitted, posed body in world space
+    camera: Camera  # the crop's camera (S×S)
+
+
+def _view_inputs(view: DinarView, faces: torch.Tensor, layout: UVLayout, size: int, device) -> DinarInputs:
+    """A view's texture inputs in ``layout`` (batch 1; no island mask, the caller adds it)."""
+    from avatarcli.render import dinar_uv_image, rasterize, render_uv, view_cosine
+    from avatarcli.texture.sampling import sample_rgb_texture
+
+    photo = view.photo[None] if view.photo.dim() == 3 else view.photo
+    if photo.shape[0] != 1:
+        raise ValueError("each DINAR view is one photo (batch 1)")
+    photo = photo.to(device=device, dtype=torch.float32)
+    mask = view.mask.to(device=device, dtype=torch.float32).reshape(1, 1, *photo.shape[-2:])
+    vertices = view.vertices.to(device=device, dtype=torch.float32).reshape(1, -1, 3)
+    camera = view.camera.to(device)
+    with torch.no_grad():
+        fragments = rasterize(vertices, faces, camera, cull_backfaces=True)
+        uv01 = render_uv(fragments, layout.uv, layout.uv_faces)
+        # DINAR's normal-angle map: cosine with the optical axis, not per-pixel rays (§1.8)
+        cos = view_cosine(vertices, faces, fragments, camera, per_pixel_rays=False)
+        sampled = sample_rgb_texture(photo, mask, uv01, fragments.mask, size, view_cos=cos)
+    return DinarInputs(
+        image=(photo * mask) * 2 - 1,
+        mask=(mask > 0.5).float(),
+        rgb_texture=sampled.rgb,
+        sampled=sampled.sampled.float(),
+        filled=sampled.filled.float(),
+        normal_angles=sampled.view_cos,
+        uv_render=dinar_uv_image(uv01, fragments.mask),
+        uv_mask=fragments.mask.unsqueeze(1).float(),
+    )
+
+
 def create_dinar_avatar(
     photo: torch.Tensor,
     person_mask: torch.Tensor,
@@ -538,11 +779,36 @@ def create_dinar_avatar(
         networks: from :func:`load_dinar_networks` (or :func:`random_dinar_networks` in tests).
         seed: seeds every random draw; recorded in the avatar's provenance.
     """
+    return create_merged_dinar_avatar(
+        [DinarView(photo, person_mask, vertices, camera)], body, shape, networks, options,
+        seed=seed, views=views, provenance=provenance, progress=progress,
+    )  # fmt: skip
+
+
+def create_merged_dinar_avatar(
+    photos: Sequence[DinarView],
+    body: BodyModel,
+    shape: torch.Tensor,
+    networks: DinarNetworks,
+    options: DinarOptions | None = None,
+    *,
+    tau: float = 0.1,
+    seed: int = 0,
+    views: list[dict] | None = None,
+    provenance: dict | None = None,
+    progress: StageProgress | None = None,
+) -> tuple[Avatar, DinarTextureResult]:
+    """Several fitted photos of one person (sharing ``shape``) → one DINAR avatar.
+
+    Each photo's texture inputs are prepared as in :func:`create_dinar_avatar`, then merged and
+    completed by :func:`merge_dinar_views` (softmax temperature ``tau``). One photo gives
+    exactly :func:`create_dinar_avatar`'s avatar. ``views`` are the avatar's view records.
+    """
     from avatarcli.avatar_file import Avatar
     from avatarcli.nets.dinar_uv import uv_island_mask
-    from avatarcli.render import dinar_uv_image, rasterize, render_uv, view_cosine
-    from avatarcli.texture.sampling import sample_rgb_texture
 
+    if not photos:
+        raise ValueError("at least one photo is needed")
     options = options or DinarOptions()
     device = networks.device
     layout = (networks.layout or body_uv_layout(body)).to(device)
@@ -551,38 +817,17 @@ def create_dinar_avatar(
             f"DINAR's UV layout is made for the SMPL-X mesh ({layout.uv_faces.shape[0]} faces); the "
             f"{body.name!r} body has {body.faces.shape[0]}: use --body smplx with --method dinar"
         )
-    if photo.dim() == 3:
-        photo = photo[None]
-    if photo.shape[0] != 1:
-        raise ValueError("create_dinar_avatar makes one avatar from one photo (batch 1)")
-    photo = photo.to(device=device, dtype=torch.float32)
-    mask = person_mask.to(device=device, dtype=torch.float32).reshape(1, 1, *photo.shape[-2:])
-    vertices = vertices.to(device=device, dtype=torch.float32).reshape(1, -1, 3)
-    camera = camera.to(device)
     faces = body.faces.to(device)
     size = networks.texture_size
-
-    with torch.no_grad():
-        fragments = rasterize(vertices, faces, camera, cull_backfaces=True)
-        uv01 = render_uv(fragments, layout.uv, layout.uv_faces)
-        # DINAR's normal-angle map: cosine with the optical axis, not per-pixel rays (§1.8)
-        cos = view_cosine(vertices, faces, fragments, camera, per_pixel_rays=False)
-        sampled = sample_rgb_texture(photo, mask, uv01, fragments.mask, size, view_cos=cos)
-        islands = uv_island_mask(layout.uv, layout.uv_faces, size).to(device).reshape(1, 1, size, size)
-    inputs = DinarInputs(
-        image=(photo * mask) * 2 - 1,
-        mask=(mask > 0.5).float(),
-        rgb_texture=sampled.rgb,
-        sampled=sampled.sampled.float(),
-        filled=sampled.filled.float(),
-        normal_angles=sampled.view_cos,
-        uv_render=dinar_uv_image(uv01, fragments.mask),
-        uv_mask=fragments.mask.unsqueeze(1).float(),
-        uv_island_mask=islands.float(),
-    )
+    per_view = [_view_inputs(view, faces, layout, size, device) for view in photos]
+    islands = uv_island_mask(layout.uv, layout.uv_faces, size).to(device).reshape(1, 1, size, size)
+    stacked = {name: torch.cat([getattr(v, name) for v in per_view]) for name in _STACKED_INPUTS}
+    inputs = DinarInputs(**stacked, uv_island_mask=islands.float())
     generator = torch.Generator(device=device).manual_seed(int(seed))
-    result = dinar_texture(inputs, networks, options, generator, progress)
-    record = {"method": "dinar", "seed": int(seed), "params": asdict(options)}
+    result = merge_dinar_views(inputs, networks, options, generator, progress, tau=tau)
+    merged = result.merged
+    params = asdict(options) if len(photos) == 1 else {**asdict(options), "tau": float(tau)}
+    record = {"method": "dinar", "seed": int(seed), "params": params}
     record["timings"] = {k: round(v, 4) for k, v in result.timings.items()}
     record.update(provenance or {})
     avatar = Avatar(
@@ -590,9 +835,14 @@ def create_dinar_avatar(
         body_model_id=body.model_id,
         shape=shape.detach().float().cpu().reshape(-1),
         uv_layout=layout.name,
-        textures=avatar_textures_from_texture21(result.texture[0], sampled.sampled[0], sampled.filled[0]),
+        textures=avatar_textures_from_texture21(result.texture[0], merged.sampled[0], merged.filled[0]),
         views=list(views or []),
         weights={k: v for k, v in networks.weights.items() if v},
         provenance=record,
     )
     return avatar, result
+
+
+_STACKED_INPUTS = (
+    "image", "mask", "rgb_texture", "sampled", "filled", "normal_angles", "uv_render", "uv_mask",
+)  # fmt: skip
