@@ -3,7 +3,8 @@
 The networks carry seeded random weights (the official ones are CC BY-NC and never bundled);
 speed does not depend on the values. Stages: encode, generate, VQ encode, one DDIM step (UNet +
 scheduler, timed over a few steps), VQ decode, one refinement step (render forward + backward),
-and the neural render of 512² frames at batch 1 and 16. Reduced-precision (bf16, fp16 on CUDA)
+``avatar merge --method dinar``'s two-view merge (Eq. 5) and a two-view refinement step, and
+the neural render of 512² frames at batch 1 and 16. Reduced-precision (bf16, fp16 on CUDA)
 and channels-last variants are timed too and checked against fp32 (max abs difference).
 
 "Quality" against DDIM steps: with random weights there is no quality to measure, so the
@@ -138,6 +139,30 @@ def bench_stages(nets, device: torch.device, args) -> tuple[list[dict], dict]:
         photometric_loss(out, target, inputs.uv_mask).backward()
 
     refine = timed(refine_step, device, repeats=args.refine_steps)
+
+    # merge --method dinar: two views' 21-channel inputs → one texture (Eq. 5), and one
+    # refinement step against both views (render batch 2, per-view gradient shares)
+    from avatarcli.pipelines.dinar import _per_view_gradients, merge_dinar_inputs
+
+    two = synthetic_inputs(device, batch=2)
+    cos2 = torch.stack([two.normal_angles[0], two.normal_angles[1] * 0.5])
+    generated2 = generated.expand(2, -1, -1, -1)
+    merge = timed(
+        lambda: merge_dinar_inputs(generated2, two.rgb_texture, two.sampled, two.filled, cos2, 0.1),
+        device,
+        args.repeats,
+    )
+    share = torch.full((2, 1) + tex21.shape[-2:], 0.5, device=device)
+
+    def refine_step_two_views() -> None:
+        copies = _per_view_gradients(rgb, share)
+        texture = torch.cat(
+            [tex21[:, :16].expand(2, -1, -1, -1), copies, tex21[:, 19:].expand(2, -1, -1, -1)], 1
+        )
+        out = (nets.renderer(texture, two.uv_render, two.uv_mask).rgb + 1) / 2
+        photometric_loss(out, (two.image + 1) / 2, two.uv_mask).backward()
+
+    refine_two = timed(refine_step_two_views, device, repeats=args.refine_steps)
     log("stages timed")
     for stage, seconds, note in [
         ("encode (512², 5 ch → w)", enc, ""),
@@ -146,8 +171,12 @@ def bench_stages(nets, device: torch.device, args) -> tuple[list[dict], dict]:
         ("DDIM step (UNet 387 M + update)", step, f"× 200 steps ≈ {step * 200:.1f} s"),
         ("VQ decode (6×64² → 21×256²)", dec, ""),
         ("refine step (render fwd+bwd)", refine, f"× 64 steps ≈ {refine * 64:.1f} s"),
+        ("merge 2 views (Eq. 5, 21×256²)", merge, "avatar merge --method dinar"),
+        ("refine step, 2 views (fwd+bwd)", refine_two, f"× 64 steps ≈ {refine_two * 64:.1f} s"),
     ]:
-        rows.append({"stage": stage, "batch": 1, "variant": "fp32", "ms": seconds * 1e3, "note": note})
+        views = 2 if "2 views" in stage else 1
+        row = {"stage": stage, "batch": views, "variant": "fp32", "ms": seconds * 1e3, "note": note}
+        rows.append({**row, "ms_per_frame": seconds * 1e3 / views})
     return rows, state
 
 
