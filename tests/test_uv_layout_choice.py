@@ -46,9 +46,10 @@ def recut_layout(body) -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture(scope="module")
 def inputs(anny_body, tmp_path_factory):
     folder = tmp_path_factory.mktemp("layout_inputs")
-    person = synthetic_person(anny_body, size=(192, 288), texture_size=128, yaw_deg=0.0)
-    Image.fromarray(person.image).save(folder / "front.png")
-    Image.fromarray(person.mask).save(folder / "front_mask.png")
+    for name, yaw in (("front", 0.0), ("left", 60.0)):
+        person = synthetic_person(anny_body, size=(192, 288), texture_size=128, yaw_deg=yaw)
+        Image.fromarray(person.image).save(folder / f"{name}.png")
+        Image.fromarray(person.mask).save(folder / f"{name}_mask.png")
     uv, uv_faces = recut_layout(anny_body)
     np.savez(folder / "recut.npz", uv=uv, uv_faces=uv_faces)
     return folder
@@ -235,8 +236,24 @@ def test_installed_dinar_layout(inputs, anny_body, tmp_path, monkeypatch, capsys
     assert "other dinar_uv_layout weights" in one_line_error(capsys)
 
 
-def test_uv_layout_is_for_the_rgb_method(inputs, tmp_path, capsys):
-    with pytest.raises(UserError, match="--method rgb"):
-        from avatarcli.pipelines.create import CreateOptions
+def test_merge_in_a_path_layout(inputs, anny_body, tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    photos = [str(inputs / "front.png"), str(inputs / "left.png")]
+    layout = str(inputs / "recut.npz")
+    assert main(["merge", *photos, "-o", str(out), "--uv-layout", layout, "--json", *FAST]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert len(summary["psnr"]) == 2 and min(summary["psnr"]) > 18
+    avatar = load_avatar(out)
+    assert avatar.uv_layout == "dinar" and len(avatar.views) == 2 and "layout_uv" in avatar.textures
 
+
+def test_uv_layout_is_for_the_rgb_method(inputs, tmp_path, capsys):
+    from avatarcli.pipelines.create import CreateOptions
+
+    with pytest.raises(UserError, match="--method rgb"):
         CreateOptions(method="dinar", uv_layout="dinar").check()
+    layout = str(inputs / "recut.npz")
+    assert main(["merge", str(inputs / "front.png"), "--neural", "--uv-layout", layout]) == 2
+    assert "--neural" in one_line_error(capsys)
+    assert main(["create", "--video", str(tmp_path / "v.mp4"), "--uv-layout", layout]) == 2
+    assert "--video" in one_line_error(capsys)

@@ -99,6 +99,8 @@ def register(app: typer.Typer) -> None:
         if video is not None:
             if photos:
                 raise UserError("give either photos or --video, not both")
+            if uv_layout != "body":
+                raise UserError("--uv-layout applies to photo avatars (--method rgb), not to --video")
             from avatarcli.pipelines.video_avatar import VideoAvatarOptions
 
             vopts = VideoAvatarOptions(
@@ -186,7 +188,11 @@ def register(app: typer.Typer) -> None:
         seed_everything(state.seed)
         inputs = expand_inputs(photos)
         if neural:
+            from avatarcli.errors import UserError
             from avatarcli.pipelines.video_avatar import VideoAvatarOptions
+
+            if uv_layout != "body":
+                raise UserError("--uv-layout applies to --method rgb, not to --neural")
 
             vopts = VideoAvatarOptions(
                 steps=train_steps, pose_channels=pose_channels, body=body, max_frames=len(inputs),
