@@ -18,6 +18,11 @@ and the person mask (1, H, W))::
 or all of it in one call: ``build_rgb_texture(body, [TextureView(vertices, camera, photo,
 mask), ...], texture_size=256, fill_method=..., refine_steps=64)``.
 
+Everything works in the body's own UV layout unless ``body_texel_maps(..., layout=...)`` (or
+``build_rgb_texture(..., layout=...)``) names another one for the same faces, e.g. DINAR's
+SMPL-X layout; the maps carry it to sampling, and ``textured_render_fn(..., layout=...)`` renders
+in it.
+
 The lower-level functions take plain tensors (uv render, masks, cosines, per-texel geometry).
 """
 
