@@ -207,6 +207,44 @@ def test_positive_hinge_rotation_bends_knees_back_and_elbows_forward(toy_body):
     assert float(hyper) > 10 * float(flexed) + 1.0
 
 
+def test_hip_extension_is_free_up_to_its_margin_and_flexion_is_free(toy_body):
+    from avatarcli.fitting.priors import extension_axes, extension_prior
+
+    ids, axes, margins = extension_axes(toy_body.rest_joints)
+    pose = torch.zeros(1, NUM_JOINTS, 3)
+    pose[0, ids] = axes * 0.6  # thighs forward
+    forward = toy_body(pose=pose).joints[0]
+    knee = JOINT_INDEX["left_knee"]
+    assert float(forward[knee, 2] - toy_body.rest_joints[knee, 2]) > 0.05
+    assert float(extension_prior(pose, ids, axes, margins)) == 0.0
+    slight = -pose * (margins.min() / 0.6 * 0.9)  # extension within the margin
+    assert float(extension_prior(slight, ids, axes, margins)) == 0.0
+    assert float(extension_prior(-pose, ids, axes, margins)) > 1.0
+
+
+def test_leg_hypotheses_pick_each_leg_from_the_start_that_explains_it(toy_body):
+    """Rows 0..n-1 are the straight-leg start, n..2n-1 the bent one; each leg independently
+    takes the start whose keypoints fit better."""
+    from avatarcli.fitting.optimize import _LEGS, _pick_leg_hypotheses
+
+    n = 1
+    target = torch.zeros(2 * n, 25, 2)
+    pix = target.clone()
+    left_leg, left_kp = _LEGS["left"]
+    right_leg, right_kp = _LEGS["right"]
+    pix[0, left_kp] += 5.0  # straight start misses the left leg
+    pix[1, right_kp] += 5.0  # bent start misses the right leg
+    body_pose = torch.zeros(2 * n, 21, 3)
+    body_pose[1] = 1.0  # mark the bent start's values
+    orient, delta = torch.zeros(2 * n, 3), torch.zeros(2 * n, 3)
+    weight, scale = torch.ones(2 * n, 25), torch.full((2 * n,), 100.0)
+    _, _, chosen = _pick_leg_hypotheses(
+        n, orient, delta, body_pose, pix, target, weight, scale, torch.zeros(2, 21)
+    )
+    assert bool((chosen[0, left_leg] == 1.0).all())  # from the bent start
+    assert bool((chosen[0, right_leg] == 0.0).all())  # from the straight start
+
+
 def test_front_view_convention_shows_the_body_upright_and_facing_the_camera(toy_body):
     from avatarcli.fitting.camera import initial_translation, intrinsics_matrix, make_camera
     from avatarcli.perception.keypoints import BODY_INDEX
@@ -426,7 +464,7 @@ def test_anny_synthetic_fits_meet_the_targets(anny_body):
     mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     assert mean["keypoint_error_pct"] <= 1.0
     assert mean["silhouette_iou"] >= 0.92
-    assert mean["pa_joint_error_mm"] <= 40.0  # issue target 30 mm; see the report for the measured mean
+    assert mean["pa_joint_error_mm"] <= 30.0
 
 
 @pytest.mark.slow

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from avatarcli.body.joints import JOINT_INDEX
 from avatarcli.fitting.camera import (
     DEFAULT_FOCAL_RATIO,
     FRONT_VIEW_R,
@@ -35,10 +36,11 @@ from avatarcli.fitting.camera import (
 from avatarcli.fitting.landmarks import body_landmark_map, hand_landmark_map
 from avatarcli.fitting.losses import SilhouetteTarget, dice_loss, keypoint_loss, silhouette_loss
 from avatarcli.fitting.priors import (
+    extension_axes,
+    extension_prior_per_joint,
     hand_prior,
     hinge_axes,
-    hinge_prior,
-    pose_prior,
+    hinge_prior_per_joint,
     shape_prior,
     stiffness_weights,
 )
@@ -69,6 +71,18 @@ _TORSO_AND_HEAD = (
 )  # fmt: skip
 
 
+#: per side: body-pose rows (joint index − 1) of the leg joints, and the keypoints they move
+_LEGS = {
+    side: (
+        [JOINT_INDEX[f"{side}_{j}"] - 1 for j in ("hip", "knee", "ankle", "foot")],
+        [BODY_INDEX[f"{side}_{k}"] for k in ("hip", "knee", "ankle", "big_toe", "small_toe", "heel")],
+    )
+    for side in ("left", "right")
+}
+#: the second pose-stage start: thighs forward, knees bent (radians along the flexion axes)
+_BENT_LEGS = {"hip": 0.4, "knee": 0.8}
+
+
 @dataclass
 class FitSettings:
     """Everything that changes a fit's result (stored in each :class:`Fit`)."""
@@ -91,6 +105,14 @@ class FitSettings:
     #: longer side of the mask the Dice term renders at
     dice_side: int = 160
     hand_weight: float = 0.5
+    #: also start the pose stage with thighs forward and knees bent, then keep per leg the
+    #: start that explains that leg's keypoints better (the photo's depth ambiguity)
+    leg_hypotheses: bool = True
+    #: the pose the magnitude prior pulls towards: knee, elbow and hip flexion in radians.
+    #: People rarely lock their knees and elbows (SMPLify's pose GMM has the same bent mean);
+    #: a zero-centred prior straightens bent legs whose bend the photo cannot show in depth.
+    #: On 12 synthetic people: PA joint error 30.0 → 26.9 mm.
+    relaxed_bend: tuple[float, float, float] = (0.2, 0.2, 0.1)
     #: share of ``iters`` for each stage (camera, pose, shape, silhouette)
     stage_shares: tuple[float, float, float, float] = tuple(share for _, share in STAGES)
 
@@ -221,6 +243,7 @@ def fit_views(
             .cpu()
         )
         hinge_ids, hinge_ax = hinge_axes(body.rest_joints.to(device).float())
+        ext_ids, ext_ax, ext_margin = extension_axes(body.rest_joints.to(device).float())
     stiff = stiffness_weights(device)
     t0 = torch.stack(
         [initial_translation(v.keypoints, K, torso_len, rj[0].cpu()) for v, K in zip(views, Ks, strict=True)]
@@ -293,15 +316,47 @@ def fit_views(
     delta = delta.detach()[best].clone().requires_grad_(True)
 
     # ---- stages 2-4: pose, shape (+hands), silhouette
-    body_pose = torch.zeros(n, 21, 3, device=device, requires_grad=True)
+    body_pose = torch.zeros(n, 21, 3, device=device)
     hand_pose = torch.zeros(n, 30, 3, device=device, requires_grad=True)
     shape = torch.zeros(1, body.num_shape, device=device, requires_grad=True)
-    cam = make_camera(torch.arange(n))
     default_shape = body.default_shape(1).to(device)
     losses: dict[str, float] = {}
 
+    relaxed = torch.zeros(21, 3, device=device)
+    knee_bend, elbow_bend, hip_bend = s.relaxed_bend
+    knees = (JOINT_INDEX["left_knee"], JOINT_INDEX["right_knee"])
+    for joint, axis in zip(hinge_ids.tolist(), hinge_ax, strict=True):
+        relaxed[joint - 1] = axis * (knee_bend if joint in knees else elbow_bend)
+    for joint, axis in zip(ext_ids.tolist(), ext_ax, strict=True):
+        relaxed[joint - 1] = axis * hip_bend
+
+    def prior_terms(pose: torch.Tensor) -> torch.Tensor:
+        """(B, 21) per body joint: magnitude + hinge + extension penalties."""
+        per_joint = stiff[1:22] * ((pose[:, 1:22] - relaxed) ** 2).sum(-1)
+        hinge = torch.zeros_like(per_joint).index_add(
+            1, hinge_ids - 1, hinge_prior_per_joint(pose, hinge_ids, hinge_ax)
+        )
+        ext = torch.zeros_like(per_joint).index_add(
+            1, ext_ids - 1, extension_prior_per_joint(pose, ext_ids, ext_ax, ext_margin)
+        )
+        return per_joint + hinge + ext
+
     for stage_index in (1, 2, 3):
         stage = STAGES[stage_index][0]
+        hypotheses = 2 if (stage_index == 1 and s.leg_hypotheses) else 1
+        rows = torch.arange(n, device=device).repeat(hypotheses)  # view of each batch row
+        if hypotheses > 1:
+            orient = orient.detach()[rows].clone()
+            delta = delta.detach()[rows].clone()
+            body_pose = body_pose.detach()[rows].clone()
+            for leg, _ in _LEGS.values():
+                hip, knee = leg[0], leg[1]
+                body_pose[n:, hip] = _BENT_LEGS["hip"] * ext_ax[(ext_ids - 1 == hip).nonzero()[0, 0]]
+                body_pose[n:, knee] = _BENT_LEGS["knee"] * hinge_ax[(hinge_ids - 1 == knee).nonzero()[0, 0]]
+        orient.requires_grad_(True)
+        delta.requires_grad_(True)
+        body_pose.requires_grad_(True)
+        cam = make_camera(rows)
         groups = [{"params": [orient, body_pose], "lr": 0.03}, {"params": [delta], "lr": 0.004}]
         if stage_index >= 2:
             groups.append({"params": [shape], "lr": 0.05})
@@ -315,11 +370,11 @@ def fit_views(
         lam_pose = s.pose_weight[stage_index]
         for i in range(stage_iters[stage_index]):
             opt.zero_grad()
-            transl = t0 + delta * depth0[:, None]
-            pose = _compose_pose(orient, body_pose, hand_pose)
-            out = body(shape=(default_shape + shape).expand(n, -1), pose=pose, transl=transl)
+            transl = t0[rows] + delta * depth0[rows, None]
+            pose = _compose_pose(orient, body_pose, hand_pose[rows])
+            out = body(shape=(default_shape + shape).expand(len(rows), -1), pose=pose, transl=transl)
             pix, _ = cam.project(body_map.gather(out.vertices, out.joints))
-            data = keypoint_loss(pix, tgt["body"][..., :2], body_w, scale)
+            data = keypoint_loss(pix, tgt["body"][rows, :, :2], body_w[rows], scale[rows])
             terms = {"keypoints": data.sum()}
             if use_hands and stage_index >= 2:
                 for key, hmap in hand_maps.items():
@@ -329,15 +384,12 @@ def fit_views(
                             keypoint_loss(hp, tgt[key][..., :2], hand_w[key], scale) * s.hand_weight
                         ).sum()
                 terms["hand_prior"] = 0.05 * hand_prior(pose).sum()
-            terms["pose_prior"] = (
-                lam_pose * (pose_prior(pose, stiff) + hinge_prior(pose, hinge_ids, hinge_ax)).sum()
-            )
+            terms["pose_prior"] = lam_pose * prior_terms(pose).sum()
             if stage_index >= 2:
                 terms["shape_prior"] = s.shape_weight * shape_prior(shape).sum()
             if n > 1 and s.pose_coupling > 0:
-                terms["coupling"] = (
-                    s.pose_coupling * ((body_pose - body_pose.mean(0, keepdim=True)) ** 2).sum()
-                )
+                grouped = body_pose.reshape(hypotheses, n, 21, 3)
+                terms["coupling"] = s.pose_coupling * ((grouped - grouped.mean(1, keepdim=True)) ** 2).sum()
             if stage == "silhouette" and any(t is not None for t in sil_targets):
                 # without any mask this stage is a plain low-prior refinement of the keypoint fit
                 vpix, _ = cam.project(out.vertices)
@@ -355,10 +407,41 @@ def fit_views(
             sched.step()
             report(stage, i + 1, stage_iters[stage_index])
         losses = {k: float(v.detach()) for k, v in terms.items()}
+        if hypotheses > 1:
+            with torch.no_grad():
+                orient, delta, body_pose = _pick_leg_hypotheses(
+                    n, orient, delta, body_pose, pix, tgt["body"][rows, :, :2], body_w[rows], scale[rows],
+                    lam_pose * prior_terms(pose),
+                )  # fmt: skip
 
     return _finish(
         views, body, s, Ks, orient, body_pose, hand_pose, delta, t0, depth0, shape, default_shape, losses
     )
+
+
+def _pick_leg_hypotheses(n, orient, delta, body_pose, pix, target, weight, scale, prior):
+    """Keep, per view and per leg, the pose-stage start whose leg explains its keypoints best.
+
+    Rows 0..n−1 started with straight legs, rows n..2n−1 with bent ones. A leg's share of the
+    objective is its keypoints' part of the (weight-normalised) reprojection loss plus its
+    joints' prior; the root comes from the start with the lower whole objective.
+    """
+    total_w = weight.sum(-1).clamp_min(1e-6)
+    whole = keypoint_loss(pix, target, weight, scale) + prior.sum(-1)
+    root = torch.where(whole[:n] <= whole[n:], 0, 1)  # (n,)
+    views = torch.arange(n, device=orient.device)
+    pick = views + n * root
+    new_pose = body_pose.detach()[pick].clone()
+    for leg, keypoints in _LEGS.values():
+        mask = torch.zeros_like(weight)
+        mask[:, keypoints] = 1.0
+        leg_w = weight * mask
+        leg_data = keypoint_loss(pix, target, leg_w, scale) * leg_w.sum(-1) / total_w
+        leg_loss = leg_data + prior[:, leg].sum(-1)
+        bent = leg_loss[n:] < leg_loss[:n]
+        src = views + n * bent.long()
+        new_pose[:, leg] = body_pose.detach()[src][:, leg]
+    return orient.detach()[pick].clone(), delta.detach()[pick].clone(), new_pose
 
 
 def _finish(

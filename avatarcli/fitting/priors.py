@@ -22,6 +22,16 @@ HINGES: dict[str, tuple[str, tuple[float, float, float]]] = {
     "right_elbow": ("right_wrist", (0.0, 0.0, 1.0)),
 }
 
+#: joint → (child joint, direction the child moves when flexing, free extension in radians):
+#: a hip extends (thigh backwards) only ~10–20° in people, but a photo cannot tell a thigh
+#: swung forward with a bent knee from one swung back with a straight knee (the depth
+#: ambiguity); the plain magnitude prior prefers the latter, so extension past the margin is
+#: penalised like a hinge's hyper-extension.
+EXTENSION_LIMITS: dict[str, tuple[str, tuple[float, float, float], float]] = {
+    "left_hip": ("left_knee", (0.0, 0.0, 1.0), 0.1),
+    "right_hip": ("right_knee", (0.0, 0.0, 1.0), 0.1),
+}
+
 #: per-joint scale of the plain magnitude prior (bigger = stiffer); unlisted body joints get 1
 STIFFNESS: dict[str, float] = {
     "spine1": 3.0, "spine2": 3.0, "spine3": 3.0, "neck": 2.0, "head": 1.0,
@@ -31,10 +41,9 @@ STIFFNESS: dict[str, float] = {
 }  # fmt: skip
 
 
-def hinge_axes(rest_joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Joint ids (H,) and unit hinge axes (H, 3) from a (55, 3) rest skeleton."""
+def _flexion_axes(rest_joints: torch.Tensor, joints: dict[str, tuple]) -> tuple[torch.Tensor, torch.Tensor]:
     ids, axes = [], []
-    for joint, (child, flex) in HINGES.items():
+    for joint, (child, flex, *_) in joints.items():
         bone = rest_joints[JOINT_INDEX[child]] - rest_joints[JOINT_INDEX[joint]]
         flex_dir = torch.tensor(flex, dtype=rest_joints.dtype, device=rest_joints.device)
         # rotating by +θ about a moves the bone towards a × bone; a = bone × flex gives flex_dir
@@ -43,12 +52,45 @@ def hinge_axes(rest_joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.tensor(ids, device=rest_joints.device), torch.stack(axes)
 
 
+def hinge_axes(rest_joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Joint ids (H,) and unit hinge axes (H, 3) from a (55, 3) rest skeleton."""
+    return _flexion_axes(rest_joints, HINGES)
+
+
+def extension_axes(rest_joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Joint ids (L,), unit flexion axes (L, 3) and free extension margins (L,) of
+    :data:`EXTENSION_LIMITS` for a (55, 3) rest skeleton."""
+    ids, axes = _flexion_axes(rest_joints, EXTENSION_LIMITS)
+    margins = torch.tensor([m for *_, m in EXTENSION_LIMITS.values()], device=rest_joints.device)
+    return ids, axes, margins.to(rest_joints.dtype)
+
+
+def extension_prior(
+    pose: torch.Tensor, ids: torch.Tensor, axes: torch.Tensor, margins: torch.Tensor
+) -> torch.Tensor:
+    """(B,) penalty on extension beyond each joint's margin (flexion and sideways are free)."""
+    return extension_prior_per_joint(pose, ids, axes, margins).sum(-1)
+
+
+def extension_prior_per_joint(
+    pose: torch.Tensor, ids: torch.Tensor, axes: torch.Tensor, margins: torch.Tensor
+) -> torch.Tensor:
+    """(B, L) :func:`extension_prior` of each limited joint."""
+    along = (pose[:, ids] * axes).sum(-1)  # (B, L), positive = flexion
+    return 10.0 * torch.relu(-along - margins) ** 2
+
+
 def hinge_prior(pose: torch.Tensor, ids: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
     """(B,) penalty: hyper-extension strongly, off-axis rotation moderately."""
+    return hinge_prior_per_joint(pose, ids, axes).sum(-1)
+
+
+def hinge_prior_per_joint(pose: torch.Tensor, ids: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
+    """(B, H) :func:`hinge_prior` of each hinge joint."""
     r = pose[:, ids]  # (B, H, 3)
     along = (r * axes).sum(-1)  # (B, H)
     off = r - along[..., None] * axes
-    return (10.0 * torch.relu(-along) ** 2 + 2.0 * (off**2).sum(-1)).sum(-1)
+    return 10.0 * torch.relu(-along) ** 2 + 2.0 * (off**2).sum(-1)
 
 
 def stiffness_weights(device=None) -> torch.Tensor:
