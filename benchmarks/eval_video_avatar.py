@@ -12,7 +12,8 @@ and better than the RGB avatar):
   ``--quick``: folds 0 and 4 (front and back) at 256 px.
 
 Both avatars share one body fit over all frames (held-out frames included: the pose of the
-frame to render is given, as in novel-view evaluation). Scores: PSNR/SSIM inside (person
+frame to render is given, as in novel-view evaluation; iPER's frames are fitted as one video,
+with the temporal term, octopus's as unordered views). Scores: PSNR/SSIM inside (person
 mask ∩ body render), the photo elsewhere (as ``avatar create`` reports), and the IoU of the
 avatar's silhouette (body render for RGB, renderer alpha > 0.5 for neural) with the person mask.
 ``--pose-compare`` also trains the renderer with camera-space normals as extra input.
@@ -45,7 +46,7 @@ def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def fit_all(paths, masks, body, opts):
+def fit_all(paths, masks, body, opts, times=None):
     from avatarcli.pipelines.video_avatar import fit_frames, fitted_frames_from_fits, perceive_frames
 
     log(f"perceiving and fitting {len(paths)} frames")
@@ -56,7 +57,10 @@ def fit_all(paths, masks, body, opts):
 
     perceptions, skipped = perceive_frames(paths, masks, say)
     t0 = time.perf_counter()
-    fits = fit_frames(perceptions, body, opts, say)
+    if times is not None:  # frames of one video: their source indices turn on the temporal term
+        by_name = {Path(p).name: t for p, t in zip(paths, times, strict=True)}
+        times = [by_name[Path(p.image_path).name] for p in perceptions]
+    fits = fit_frames(perceptions, body, opts, say, times=times)
     frames = fitted_frames_from_fits(perceptions, fits, opts.resolution)
     kept = [Path(p.image_path).name for p in perceptions]
     return frames, kept, skipped, time.perf_counter() - t0
@@ -149,7 +153,7 @@ def eval_iper(body, opts, variants, quick: bool, tmp: Path) -> list[dict]:
         path = tmp / f"iper_{i:03d}.png"
         imageio.imwrite(path, np.asarray(frames_np[i])[..., :3])
         paths.append(path)
-    frames, kept, skipped, fit_seconds = fit_all(paths, [None] * len(paths), body, opts)
+    frames, kept, skipped, fit_seconds = fit_all(paths, [None] * len(paths), body, opts, times=wanted)
     index = {name: k for k, name in enumerate(kept)}
     train = [index[f"iper_{i:03d}.png"] for i in wanted if i % step == 0 and f"iper_{i:03d}.png" in index]
     test = [index[f"iper_{i:03d}.png"] for i in wanted if i % step == 1 and f"iper_{i:03d}.png" in index]

@@ -13,7 +13,10 @@ Stages (Adam, fixed share of the iteration budget each):
 Multi-view: every photo has its own camera (fixed, see :mod:`avatarcli.fitting.camera`), global
 orientation, translation and pose; the shape is one vector for all. A small coupling term
 pulls the per-photo body poses towards their mean, since multi-view input is normally one
-person holding one pose while the camera (or the person) turns.
+person holding one pose while the camera (or the person) turns. Frames of a video (views in
+time order) can instead use ``temporal_smoothness``: a penalty on the second differences of
+body pose, global orientation and translation across neighbouring frames, so each frame's fit
+is supported by its neighbours without pulling a moving person towards one pose.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import numpy as np
 import torch
 
 from avatarcli.body.joints import JOINT_INDEX
+from avatarcli.body.kinematics import axis_angle_to_matrix
 from avatarcli.fitting.camera import (
     DEFAULT_FOCAL_RATIO,
     FRONT_VIEW_R,
@@ -95,6 +99,12 @@ class FitSettings:
     use_silhouette: bool = True
     use_hands: bool = True
     pose_coupling: float = 1.0
+    #: views are frames in time order: weight of the squared second differences (accelerations)
+    #: of body pose, global orientation and translation between neighbouring frames (0 = off)
+    temporal_smoothness: float = 0.0
+    #: capture time of each view (any unit, strictly increasing) for the temporal term when the
+    #: frames are not evenly spaced; None = evenly spaced
+    frame_times: tuple[float, ...] | None = None
     seed: int = 0
     # prior weights per stage (camera, pose, shape, silhouette)
     pose_weight: tuple[float, float, float, float] = (0.0, 1.0, 0.2, 0.1)
@@ -146,6 +156,37 @@ class ViewInput:
             image_sha256=p.image_sha256,
             warnings=tuple(p.warnings),
         )
+
+
+#: translation enters the temporal term in decimetres: 1 dm of jerk costs as much as 1 radian
+_TEMPORAL_TRANSLATION_SCALE = 10.0
+
+
+def _normalised_times(frame_times: Sequence[float] | None, n: int, device) -> torch.Tensor:
+    """(n,) frame times with a median spacing of 1, so the weight does not depend on units."""
+    if frame_times is None:
+        return torch.arange(n, dtype=torch.float32, device=device)
+    times = torch.as_tensor(list(frame_times), dtype=torch.float32, device=device)
+    if times.shape != (n,):
+        raise ValueError(f"frame_times has {times.numel()} entries for {n} views")
+    gaps = times[1:] - times[:-1]
+    if n > 1 and not bool((gaps > 0).all()):
+        raise ValueError("frame_times must be strictly increasing (views in time order)")
+    return times / gaps.median() if n > 1 else times
+
+
+def temporal_roughness(series: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    """Sum of squared accelerations of ``series`` (H, N, ...) sampled at ``times`` (N,) along dim 1.
+
+    Central second divided differences; for evenly spaced unit times this is the classic
+    ``x[t-1] - 2 x[t] + x[t+1]``. Each hypothesis row (H) is its own sequence.
+    """
+    if series.shape[1] < 3:
+        return series.sum() * 0.0
+    expand = (1, -1) + (1,) * (series.dim() - 2)
+    slope = (series[:, 1:] - series[:, :-1]) / (times[1:] - times[:-1]).view(expand)
+    accel = 2.0 * (slope[:, 1:] - slope[:, :-1]) / (times[2:] - times[:-2]).view(expand)
+    return (accel**2).sum()
 
 
 def _progress_adapter(progress) -> ProgressCallback:
@@ -257,6 +298,7 @@ def fit_views(
         for v, h in zip(views, heights, strict=True)
     ]
     stage_iters = _stage_iters(s.iters, s.stage_shares)
+    times = _normalised_times(s.frame_times, n, device)
     dice_targets = {}
     if s.dice_weight > 0:
         import cv2
@@ -390,6 +432,14 @@ def fit_views(
             if n > 1 and s.pose_coupling > 0:
                 grouped = body_pose.reshape(hypotheses, n, 21, 3)
                 terms["coupling"] = s.pose_coupling * ((grouped - grouped.mean(1, keepdim=True)) ** 2).sum()
+            if n > 2 and s.temporal_smoothness > 0:
+                # orientation as matrices: axis-angle jumps where a turning person passes 180°
+                rough = temporal_roughness(body_pose.reshape(hypotheses, n, 21, 3), times)
+                rough = rough + temporal_roughness(
+                    axis_angle_to_matrix(orient).reshape(hypotheses, n, 9), times
+                )
+                decimetres = transl.reshape(hypotheses, n, 3) * _TEMPORAL_TRANSLATION_SCALE
+                terms["temporal"] = s.temporal_smoothness * (rough + temporal_roughness(decimetres, times))
             if stage == "silhouette" and any(t is not None for t in sil_targets):
                 # without any mask this stage is a plain low-prior refinement of the keypoint fit
                 vpix, _ = cam.project(out.vertices)
