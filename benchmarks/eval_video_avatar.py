@@ -1,6 +1,7 @@
 """Evaluate neural video avatars (no pretrained weights) against the RGB-texture avatar.
 
     python benchmarks/eval_video_avatar.py [--quick] [--json] [--only iper|octopus] [--pose-compare]
+                                           [--set OPTION=VALUE ...]
 
 Cases (issue #8 items 4–5; target for the neural avatar: held-out PSNR ≥ 26 dB, SSIM ≥ 0.93,
 and better than the RGB avatar):
@@ -16,7 +17,9 @@ frame to render is given, as in novel-view evaluation; iPER's frames are fitted 
 with the temporal term, octopus's as unordered views). Scores: PSNR/SSIM inside (person
 mask ∩ body render), the photo elsewhere (as ``avatar create`` reports), and the IoU of the
 avatar's silhouette (body render for RGB, renderer alpha > 0.5 for neural) with the person mask.
-``--pose-compare`` also trains the renderer with camera-space normals as extra input.
+``--pose-compare`` also trains the renderer with camera-space normals as extra input;
+``--set`` overrides any :class:`VideoAvatarOptions` field (``--set temporal_smoothness=0``
+measures the fit without the temporal term).
 """
 
 from __future__ import annotations
@@ -187,6 +190,23 @@ def _summary(rows: list[dict], labels: list[str]) -> dict:
     return out
 
 
+def option_overrides(pairs: list[str]) -> dict:
+    """``["steps=600", "pose_channels=normals"]`` → typed VideoAvatarOptions overrides."""
+    from dataclasses import fields
+
+    from avatarcli.pipelines.video_avatar import VideoAvatarOptions
+
+    kinds = {f.name: type(f.default) for f in fields(VideoAvatarOptions)}
+    out = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in kinds or kinds[name] not in (int, float, str, bool):
+            raise SystemExit(f"--set {pair}: expected OPTION=VALUE with a plain VideoAvatarOptions field")
+        kind = kinds[name]
+        out[name] = text.lower() in ("1", "true", "yes") if kind is bool else kind(text)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     from avatarcli.body import load_body
     from avatarcli.pipelines.video_avatar import VideoAvatarOptions
@@ -202,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=str, default=None, help="octopus folds, e.g. 0,4")
     parser.add_argument("--pose-compare", action="store_true", help="also train with normals as input")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="option override")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)  # 2 threads on a busy 2-core machine ran ~5x slower than 1
@@ -216,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         refine_steps=16 if quick else 32,
         patch=96 if quick else 128,
     )
+    opts = replace(opts, **option_overrides(args.set))
     variants = [("neural", opts)]
     if args.pose_compare:
         variants.append(("neural_normals", replace(opts, pose_channels="normals")))
@@ -238,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
                 "patch",
             )
         },
+        "overrides": args.set,
+        "temporal_smoothness": opts.temporal_smoothness,
         "cpu_threads": torch.get_num_threads(),
         "lpips": "not used (no LPIPS/VGG weights available)",
     }
@@ -256,6 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     mode = "quick" if quick else "full"
     print(f"video avatars, {mode} run: {result['options']}  (LPIPS not used: no weights)")
+    print(f"temporal smoothness (iPER fit) {opts.temporal_smoothness}; overrides: {args.set or 'none'}")
     print("target for the neural avatar on held-out frames: PSNR ≥ 26 dB, SSIM ≥ 0.93, better than RGB")
     header = f"  {'case':28s} {'avatar':15s} {'PSNR':>7s} {'SSIM':>7s} {'IoU':>7s} {'train s':>8s}"
     for key in ("iper", "octopus"):
