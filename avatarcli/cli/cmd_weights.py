@@ -55,8 +55,11 @@ def verify_cmd(json_out: bool = typer.Option(False, "--json", help="Print one JS
 
 @weights_app.command("import", help="Convert an official checkpoint into our safetensors files.")
 def import_cmd(
-    kind: str = typer.Argument(..., help="Which model family: dinar or stylepeople."),
-    checkpoint: Path = typer.Argument(..., help="Official checkpoint (.ckpt / generative_model.pth)."),
+    kind: str = typer.Argument(..., help="Which model family: dinar, stylepeople or lpips."),
+    checkpoint: Path = typer.Argument(
+        ..., help="Official checkpoint (.ckpt / generative_model.pth; lpips: vgg16-397923af.pth)."
+    ),
+    second: Path = typer.Argument(None, help="lpips only: the lpips package's weights/v0.1/vgg.pth."),
     encoder: Path = typer.Option(None, "--encoder", help="StylePeople encoder.pth (optional)."),
     encoder_config: Path = typer.Option(
         None, "--encoder-config", help="StylePeople encoder_config.yaml describing --encoder (optional)."
@@ -70,6 +73,8 @@ def import_cmd(
     from avatarcli.weights_registry import weights_dir
 
     con = console()
+    if second is not None and kind != "lpips":
+        raise UserError(f"{kind} takes one checkpoint; the second file ({second}) is for lpips")
     if kind == "dinar":
         from avatarcli.weights_registry import import_dinar
 
@@ -80,8 +85,15 @@ def import_cmd(
 
         report = import_stylepeople(checkpoint, weights_dir(), encoder=encoder, encoder_config=encoder_config)
         names, notes = [e.name for e in report.entries], report.notes
+    elif kind == "lpips":
+        from avatarcli.weights_registry import import_lpips
+
+        if second is None:
+            raise UserError("lpips needs two files: avatar weights import lpips vgg16-397923af.pth vgg.pth")
+        report = import_lpips(checkpoint, second, weights_dir())
+        names, notes = [e.name for e in report.entries], report.notes
     else:
-        raise UserError(f"unknown weights family {kind!r}; supported: dinar, stylepeople")
+        raise UserError(f"unknown weights family {kind!r}; supported: dinar, stylepeople, lpips")
     if json_out:
         print_json({"imported": names, "notes": notes, "entries": [asdict(e) for e in report.entries]})
     else:

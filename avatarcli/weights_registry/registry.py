@@ -39,6 +39,13 @@ SP_ENCODER_HOW_TO_GET = (
     "stylepeople generative_model.pth --encoder encoder.pth --encoder-config encoder_config.yaml`"
 )
 
+LPIPS_HOW_TO_GET = (
+    "optional (without it SSIM stands in for LPIPS): take torchvision's ImageNet VGG16 weights "
+    "(vgg16-397923af.pth, e.g. from ~/.cache/torch/hub/checkpoints) and the lpips package's "
+    "lpips/weights/v0.1/vgg.pth (pip install lpips), then run "
+    "`avatar weights import lpips vgg16-397923af.pth vgg.pth`"
+)
+
 #: Weights the tool knows how to use, with a one-line description and how to obtain them.
 KNOWN_WEIGHTS: dict[str, tuple[str, str]] = {
     "dinar_encoder": ("DINAR image encoder (photo → style vector)", DINAR_HOW_TO_GET),
@@ -53,6 +60,10 @@ KNOWN_WEIGHTS: dict[str, tuple[str, str]] = {
     "stylepeople_encoder": (
         "StylePeople EfficientNet-b7 encoder (photo → starting W+ latent of the fit)",
         SP_ENCODER_HOW_TO_GET,
+    ),
+    "lpips_vgg": (
+        "LPIPS-VGG perceptual loss (VGG16 + lpips v0.1 heads; texture refinement, StylePeople fit)",
+        LPIPS_HOW_TO_GET,
     ),
 }
 
