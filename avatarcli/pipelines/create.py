@@ -142,10 +142,17 @@ def posed_view(body, fit, perception, device: torch.device):
 
 
 def texture_for_views(
-    body, shape: torch.Tensor, views, opts: CreateOptions, say: ProgressFn | None = None, layout=None
+    body,
+    shape: torch.Tensor,
+    views,
+    opts: CreateOptions,
+    say: ProgressFn | None = None,
+    layout=None,
+    lpips=None,
 ):
     """The RGB texture (:class:`~avatarcli.texture.build.RGBTexture`) of ``views`` under ``opts``,
-    in ``layout`` (a :class:`~avatarcli.pipelines.neural_render.UVLayout`; None: the body's own)."""
+    in ``layout`` (a :class:`~avatarcli.pipelines.neural_render.UVLayout`; None: the body's own);
+    ``lpips`` (optional LPIPS network) is the refinement's perceptual term instead of SSIM."""
     from avatarcli.texture import body_texel_maps
     from avatarcli.texture.build import build_rgb_texture
 
@@ -162,6 +169,7 @@ def texture_for_views(
     built = build_rgb_texture(
         body, views, texture_size=opts.texture_size, fill_method=opts.fill, tau=opts.tau,
         detect_occlusion=opts.occlusion, refine_steps=opts.refine_steps, maps=maps, progress=step,
+        lpips=lpips,
     )  # fmt: skip
     if current:
         report(current[-1], 1, 1)
@@ -259,7 +267,12 @@ def create_avatar(
         )
         save_contact_sheet(preview, [("input", perceptions[0].image), *sp_tiles], tile_size=256, columns=4)
     else:
-        built, maps = texture_for_views(body, shape, views, opts, say, layout=layout)
+        from avatarcli.pipelines.perceptual import load_lpips_if_installed, perceptual_name
+
+        lpips = load_lpips_if_installed(device) if opts.refine_steps > 0 else None
+        built, maps = texture_for_views(body, shape, views, opts, say, layout=layout, lpips=lpips)
+        perceptual = perceptual_name(lpips) if opts.refine_steps > 0 else "none"
+        provenance = {**provenance, "refine_perceptual": perceptual}
         texture = built.texture
         timings["texture"] = time.perf_counter() - t0
         t0 = time.perf_counter()

@@ -16,8 +16,10 @@ The official ``infer_texture.py`` procedure (fact sheet §5.3), re-implemented:
 
 Differences, reported in :attr:`SPFitResult.notes`:
 
-- **No LPIPS.** LPIPS needs pretrained VGG weights that avatarcli cannot obtain, so its weight is
-  given to a structural term, ``1 − SSIM``, and the MSE term is kept as upstream has it.
+- **LPIPS only when installed.** LPIPS needs pretrained VGG weights that avatarcli never
+  downloads; with ``lpips_vgg`` imported (``avatar weights import lpips``) the image and face
+  terms are LPIPS-VGG with the official weights, otherwise their weight goes to a structural
+  term, ``1 − SSIM`` (and :data:`LPIPS_NOTE` says so). The MSE term is kept as upstream has it.
 - **Without the encoder** (``stylepeople_encoder`` not installed) the latent starts at the
   generator's mean latent (the truncation centre, every row of W+ equal), so the first stage
   starts from "the average person" rather than from a guess of this person.
@@ -47,6 +49,7 @@ from avatarcli.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
     from avatarcli.avatar_file import Avatar
+    from avatarcli.nets.lpips import LPIPS
     from avatarcli.nets.sp_generator import SPTextureGenerator
     from avatarcli.nets.sp_renderer import SPRenderer
     from avatarcli.render import Camera
@@ -65,8 +68,9 @@ FACE_CROP_SIZE = 256
 ENCODER_INPUT_SIZE = 512
 
 LPIPS_NOTE = (
-    "LPIPS is not used (its VGG weights are not available to avatarcli): its weight goes to a "
-    "1 - SSIM structural term instead, next to the usual MSE"
+    "LPIPS is not used (its VGG weights are not installed: `avatar weights import lpips "
+    "vgg16-397923af.pth vgg.pth`): its weight goes to a 1 - SSIM structural term instead, next to "
+    "the usual MSE"
 )
 MEAN_LATENT_NOTE = (
     "initialised from the generator's mean latent, not from the StylePeople encoder (not installed: "
@@ -80,9 +84,10 @@ ENCODER_WEIGHTS = "stylepeople_encoder"
 class SPStage:
     """One optimisation stage: what it optimises, for how long, and the weights of its loss terms.
 
-    ``perceptual`` is upstream's LPIPS weight, applied here to ``1 − SSIM``; ``face`` weights the
-    same term on face crops. The deviations are mean absolute differences from the initial
-    latent, the generator snapshot and the initial texture.
+    ``perceptual`` is upstream's LPIPS weight, applied to LPIPS when it is installed and to
+    ``1 − SSIM`` otherwise; ``face`` weights the same term on face crops. The deviations are
+    mean absolute differences from the initial latent, the generator snapshot and the initial
+    texture.
     """
 
     name: str  # one of STAGE_NAMES: "latent" | "generator" | "noise" | "texture"
@@ -159,11 +164,13 @@ class SPFitResult:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (+ "init")
     stopped_early: dict[str, bool] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    perceptual: str = "ssim"  # the perceptual term used: "lpips_vgg" | "ssim"
 
     def summary(self) -> dict:
-        """JSON-friendly: steps run, first/last loss per stage, timings, notes."""
+        """JSON-friendly: perceptual term, steps run, first/last loss per stage, timings, notes."""
         return {
             "init": self.init,
+            "perceptual": self.perceptual,
             "steps": {k: len(v) for k, v in self.losses.items()},
             "loss_first": {k: round(v[0], 5) for k, v in self.losses.items() if v},
             "loss_last": {k: round(v[-1], 5) for k, v in self.losses.items() if v},
@@ -317,22 +324,27 @@ def prepare_targets(
 
 
 # ---------------------------------------------------------------------------------------- losses
-def _structural(render: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-image ``1 − SSIM`` of [-1, 1] images (compared in [0, 1]): our stand-in for LPIPS."""
+def _perceptual(render: torch.Tensor, target: torch.Tensor, lpips: LPIPS | None) -> torch.Tensor:
+    """Per-image perceptual distance (B,) of [-1, 1] images: LPIPS when given, else ``1 − SSIM``
+    (compared in [0, 1]), our stand-in for it."""
+    if lpips is not None:
+        return lpips(render, target).flatten()
     from avatarcli.texture.metrics import ssim
 
     return 1 - ssim((render + 1) / 2, (target + 1) / 2)
 
 
-def _photo_loss(render: torch.Tensor, targets: SPTargets, stage: SPStage) -> torch.Tensor:
+def _photo_loss(
+    render: torch.Tensor, targets: SPTargets, stage: SPStage, lpips: LPIPS | None = None
+) -> torch.Tensor:
     """Weighted image terms, averaged over the views."""
     loss = stage.mse * F.mse_loss(render, targets.target)
     if stage.perceptual:
-        loss = loss + stage.perceptual * _structural(render, targets.target).mean()
+        loss = loss + stage.perceptual * _perceptual(render, targets.target, lpips).mean()
     if stage.face and targets.face_grid is not None:
         crops = F.grid_sample(render, targets.face_grid, mode="bilinear", align_corners=False)
         goal = F.grid_sample(targets.target, targets.face_grid, mode="bilinear", align_corners=False)
-        loss = loss + stage.face * (_structural(crops, goal) * targets.face_valid).mean()
+        loss = loss + stage.face * (_perceptual(crops, goal, lpips) * targets.face_valid).mean()
     return loss
 
 
@@ -382,6 +394,7 @@ def fit_stylepeople(
     faces: Sequence[FaceBox | None] | None = None,
     seed: int = 0,
     progress: FitProgress | None = None,
+    lpips: LPIPS | None = None,
 ) -> SPFitResult:
     """Fit a StylePeople neural texture to one or several fitted photos (module docstring).
 
@@ -389,23 +402,25 @@ def fit_stylepeople(
     camera), all on the device of the networks. ``faces`` gives per view the face window in
     photo pixels (:func:`face_box_of`), or ``None``. The networks passed in are not modified (the
     generator is copied before its weights are tuned; the renderer's gradient flags are restored).
-    ``seed`` fixes the noise maps; with the same inputs a seed gives the same texture.
+    ``seed`` fixes the noise maps; with the same inputs a seed gives the same texture. ``lpips``
+    (frozen, on the networks' device; :func:`avatarcli.pipelines.perceptual.load_lpips_if_installed`)
+    makes the image and face terms LPIPS, as upstream; without it they are ``1 − SSIM``.
     """
     flags = [p.requires_grad for p in renderer.parameters()]
     try:
-        return _fit(views, body, generator, renderer, options, encoder, faces, seed, progress)
+        return _fit(views, body, generator, renderer, options, encoder, faces, seed, progress, lpips)
     finally:
         for p, flag in zip(renderer.parameters(), flags, strict=True):
             p.requires_grad_(flag)
 
 
-def _fit(views, body, generator, renderer, options, encoder, faces, seed, progress) -> SPFitResult:
+def _fit(views, body, generator, renderer, options, encoder, faces, seed, progress, lpips) -> SPFitResult:
     options = options or SPFitOptions()
     if not views:
         raise UserError("no photos to fit")
     report = progress or (lambda *_: None)
     t_start = time.perf_counter()
-    notes = [LPIPS_NOTE]
+    notes = [] if lpips is not None else [LPIPS_NOTE]
     generator = copy.deepcopy(generator).eval().requires_grad_(False)
     renderer = renderer.eval().requires_grad_(False)
     device = generator.input.input.device
@@ -460,7 +475,7 @@ def _fit(views, body, generator, renderer, options, encoder, faces, seed, progre
             optimiser.zero_grad(set_to_none=True)
             current = texture if stage.name == "texture" else generator.synthesize(latent, noise)
             render = renderer.render_texture(current.expand(batch, -1, -1, -1), targets.uv).rgb
-            loss = _photo_loss(render, targets, stage)
+            loss = _photo_loss(render, targets, stage, lpips)
             if stage.latent_deviation:
                 loss = loss + stage.latent_deviation * (latent - latent0).abs().mean()
             if stage.generator_deviation:
@@ -501,6 +516,7 @@ def _fit(views, body, generator, renderer, options, encoder, faces, seed, progre
         timings=timings,
         stopped_early=stopped,
         notes=notes,
+        perceptual="lpips_vgg" if lpips is not None else "ssim",
     )
 
 
@@ -527,13 +543,15 @@ def create_stylepeople_avatar(
     not a silent fallback), fits the neural texture (:func:`fit_stylepeople`) and builds the
     avatar: ``textures["neural"]`` (16, T, T) float16, ``weights`` = the sha256 of both
     networks, the input ``views`` records and ``provenance`` (plus the fit's settings and
-    summary, and the encoder's sha256 when one was used). Returns the avatar, the per-photo
+    summary, and the encoder's sha256 when one was used). LPIPS is used when ``lpips_vgg`` is
+    installed (the summary's ``perceptual`` says which term ran). Returns the avatar, the per-photo
     (PSNR, SSIM) of the StylePeople render against the photo inside its person mask (both in
     the StylePeople crop), and the fit result, whose ``notes`` the caller should show as warnings.
     """
     from avatarcli.avatar_file import Avatar
     from avatarcli.nets.sp_checkpoint import load_encoder, load_generator, load_renderer
     from avatarcli.pipelines.neural_render import manifest_sha256
+    from avatarcli.pipelines.perceptual import load_lpips_if_installed
     from avatarcli.pipelines.sp_render import GENERATOR_WEIGHTS, RENDERER_WEIGHTS, SPFrameRenderer
     from avatarcli.weights_registry import read_manifest, require_weights
 
@@ -545,6 +563,7 @@ def create_stylepeople_avatar(
     generator = load_generator(paths[GENERATOR_WEIGHTS], device)
     renderer = load_renderer(paths[RENDERER_WEIGHTS], device)
     encoder = load_encoder(paths[ENCODER_WEIGHTS], device) if has_encoder else None
+    lpips = load_lpips_if_installed(device, weights_folder)
     views = [_view_to(v, device) for v in views]
     fit = fit_stylepeople(
         views,
@@ -556,6 +575,7 @@ def create_stylepeople_avatar(
         faces=faces,
         seed=seed,
         progress=progress,
+        lpips=lpips,
     )
     shas = {
         name: manifest_sha256(name, weights_folder) or "" for name in (GENERATOR_WEIGHTS, RENDERER_WEIGHTS)

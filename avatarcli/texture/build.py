@@ -60,13 +60,15 @@ def build_rgb_texture(
     maps: BodyTexelMaps | None = None,
     layout: UVCoordinates | None = None,
     progress: Callable[[str], None] | None = None,
+    lpips=None,
 ) -> RGBTexture:
     """Build the avatar's RGB texture from one or more fitted photos.
 
     The texture is in the UV layout of ``maps``; without ``maps`` they are built in ``layout``
     (default: the body's own layout). Refinement (``refine_steps`` > 0) fits the texture to all
     views at once when their images share one size, otherwise to the first view only (as
-    DINAR, which is single-view).
+    DINAR, which is single-view). ``lpips`` (an :class:`avatarcli.nets.lpips.LPIPS`) makes the
+    refinement's perceptual term LPIPS instead of SSIM; ``stats["refine_perceptual"]`` says which.
     """
     if not views:
         raise ValueError("at least one view is needed to build a texture")
@@ -102,15 +104,18 @@ def build_rgb_texture(
     if refine_steps > 0:
         say(f"refining ({refine_steps} steps)")
         texture = pad_texture_islands(texture * maps.mask, maps.mask, ISLAND_PADDING)  # clean seams
-        texture, refined_views = _refine(
-            body, views, texture, seen, merged.view_cos[0].cpu(), refine_steps, refine_lr, maps
+        texture, refined_views, perceptual = _refine(
+            body, views, texture, seen, merged.view_cos[0].cpu(), refine_steps, refine_lr, maps, lpips
         )
         stats["refine_views"] = refined_views
+        stats["refine_perceptual"] = perceptual
     padded = pad_texture_islands(texture * maps.mask, maps.mask, ISLAND_PADDING)
     return RGBTexture(padded, seen & maps.mask, exact & maps.mask, merged.view_cos[0].cpu(), stats)
 
 
-def _refine(body, views, texture, seen, view_cos, steps, lr, maps: BodyTexelMaps) -> tuple[torch.Tensor, int]:
+def _refine(
+    body, views, texture, seen, view_cos, steps, lr, maps: BodyTexelMaps, lpips=None
+) -> tuple[torch.Tensor, int, str]:
     sizes = {tuple(v.image.shape[-2:]) for v in views}
     chosen = list(views) if len(sizes) == 1 else [views[0]]
     device = chosen[0].image.device
@@ -124,6 +129,7 @@ def _refine(body, views, texture, seen, view_cos, steps, lr, maps: BodyTexelMaps
     target = torch.cat([v.image.float() for v in chosen])
     person = torch.cat([v.mask.reshape(1, 1, *v.mask.shape[-2:]).bool() for v in chosen])
     result = refine_texture(
-        texture.to(device), seen, render_all, target, person, view_cos, steps, lr, render_mask=coverage
-    )
-    return result.texture.cpu(), len(chosen)
+        texture.to(device), seen, render_all, target, person, view_cos, steps, lr,
+        render_mask=coverage, lpips=lpips,
+    )  # fmt: skip
+    return result.texture.cpu(), len(chosen), result.perceptual

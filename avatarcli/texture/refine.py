@@ -10,23 +10,34 @@ Two deliberate changes from upstream:
 * the weight multiplies the Adam *step*, not the gradient. Adam divides by the running gradient
   magnitude, so a per-texel gradient scale cancels out and upstream's soft mask acts as a hard
   cos > 0.6 cut; weighting the step keeps it soft;
-* the perceptual term is a differentiable SSIM, not LPIPS: LPIPS needs VGG weights we do not
-  ship (no LPIPS weights are available locally), so there is no LPIPS option.
+* the perceptual term is LPIPS-VGG (weight 1, as DINAR) only when the caller passes the network
+  (:func:`avatarcli.pipelines.perceptual.load_lpips_if_installed`: it needs VGG weights the
+  user imports); otherwise a differentiable ``1 - SSIM`` (weight 0.2) stands in for it. As
+  DINAR, LPIPS sees a 256² window (:data:`LPIPS_WINDOW`) per step, centred on a random pixel of
+  the mask (DINAR: a random projected vertex) and clamped to the image; both images are
+  multiplied by the mask and the distance is averaged over the mask. The window keeps the VGG
+  cost per step fixed whatever the photo size.
 
-Losses: masked L2 (weight 1, as DINAR), optional masked L1, and ``1 - SSIM``.
+Losses: masked L2 (weight 1, as DINAR), optional masked L1, and LPIPS or ``1 - SSIM``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from avatarcli.texture.metrics import ssim
 
+if TYPE_CHECKING:  # pragma: no cover
+    from avatarcli.nets.lpips import LPIPS
+
 _SSIM_WINDOW = 11
+#: Side of the window LPIPS is computed on (DINAR's crop).
+LPIPS_WINDOW = 256
 
 
 @dataclass
@@ -34,6 +45,7 @@ class RefineResult:
     texture: torch.Tensor  # (3, T, T) refined RGB in [0, 1]
     step_weight: torch.Tensor  # (1, T, T) per-texel update weight that was used
     losses: list[float] = field(default_factory=list)  # total loss before each step
+    perceptual: str = "ssim"  # the perceptual term used: "lpips_vgg" | "ssim"
 
 
 def view_angle_weight(view_cos: torch.Tensor, knee: float = 0.6, slope: float = 20.0, blur: int = 5):
@@ -55,8 +67,17 @@ def photometric_loss(
     l2_weight: float = 1.0,
     l1_weight: float = 0.0,
     ssim_weight: float = 0.2,
+    *,
+    lpips: LPIPS | None = None,
+    lpips_weight: float = 1.0,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Masked L2 + L1 + (1 − SSIM) between (B, 3, H, W) images; ``mask`` (B, 1, H, W)."""
+    """Masked L2 + L1 + a perceptual term between (B, 3, H, W) images in [0, 1]; ``mask`` (B, 1, H, W).
+
+    The perceptual term is ``lpips_weight`` × masked LPIPS when ``lpips`` is given (``ssim_weight``
+    is then unused), else ``ssim_weight`` × (1 − SSIM). LPIPS looks at a :data:`LPIPS_WINDOW`
+    window centred on a pixel of the mask drawn with ``generator`` (CPU; None: the global RNG).
+    """
     mask = mask.to(rendered.dtype)
     if mask.dim() == 3:
         mask = mask.unsqueeze(1)
@@ -66,9 +87,32 @@ def photometric_loss(
     loss = l2_weight * diff.pow(2).sum() / pixels
     if l1_weight:
         loss = loss + l1_weight * diff.abs().sum() / pixels
-    if ssim_weight:
+    if lpips is not None:
+        if lpips_weight:
+            window = _random_window(mask, LPIPS_WINDOW, generator)
+            a, b, m = rendered[window], target[window], mask[window]
+            distance = lpips((a * m) * 2 - 1, (b * m) * 2 - 1, m)
+            loss = loss + lpips_weight * distance.mean()
+    elif ssim_weight:
         loss = loss + ssim_weight * (1 - ssim(rendered, target, mask).mean())
     return loss
+
+
+def _random_window(mask: torch.Tensor, size: int, generator: torch.Generator | None) -> tuple:
+    """Index of a ``size``² window (smaller when the image is) centred on a random mask pixel,
+    shifted to lie inside the image."""
+    h, w = mask.shape[-2:]
+    if h <= size and w <= size:
+        return (...,)
+    inside = torch.nonzero(mask.amax(dim=(0, 1)) > 0)
+    if inside.numel() == 0:
+        cy, cx = h // 2, w // 2
+    else:
+        pick = int(torch.randint(len(inside), (1,), generator=generator))
+        cy, cx = (int(v) for v in inside[pick])
+    top = min(max(cy - size // 2, 0), max(h - size, 0))
+    left = min(max(cx - size // 2, 0), max(w - size, 0))
+    return (..., slice(top, top + size), slice(left, left + size))
 
 
 def _crop_to_mask(rendered, target, mask, margin: int):
@@ -100,6 +144,9 @@ def refine_texture(
     l1_weight: float = 0.0,
     ssim_weight: float = 0.2,
     render_mask: torch.Tensor | None = None,
+    lpips: LPIPS | None = None,
+    lpips_weight: float = 1.0,
+    seed: int = 0,
 ) -> RefineResult:
     """Fine-tune an RGB texture so that ``render_fn(texture)`` matches the photo.
 
@@ -113,6 +160,9 @@ def refine_texture(
         steps, lr: Adam with DINAR's betas (0, 0.99) and lr 2e-3 by default.
         render_mask: optional (B, 1, H, W) mesh coverage; the loss then uses the intersection
             with ``target_mask``, as DINAR does, so photo pixels the mesh misses do not count.
+        lpips: optional LPIPS network (on the images' device): the perceptual term becomes
+            ``lpips_weight`` × LPIPS instead of ``ssim_weight`` × (1 − SSIM); ``seed`` fixes its
+            windows.
     """
     start = texture.detach().reshape(1, 3, *texture.shape[-2:]).float()
     weight = view_angle_weight(cos_texel.to(start.device))
@@ -127,15 +177,18 @@ def refine_texture(
         target_mask = target_mask.unsqueeze(1)
     if render_mask is not None:
         target_mask = target_mask & render_mask.to(start.device).reshape(target_mask.shape).bool()
+    windows = torch.Generator().manual_seed(int(seed))
     for _ in range(steps):
         optimiser.zero_grad(set_to_none=True)
         loss = photometric_loss(
-            render_fn(param), target_image, target_mask, l2_weight, l1_weight, ssim_weight
-        )
+            render_fn(param), target_image, target_mask, l2_weight, l1_weight, ssim_weight,
+            lpips=lpips, lpips_weight=lpips_weight, generator=windows,
+        )  # fmt: skip
         loss.backward()
         losses.append(float(loss.detach()))
         before = param.detach().clone()
         optimiser.step()
         with torch.no_grad():
             param.copy_((before + weight * (param - before)).clamp(0, 1))
-    return RefineResult(texture=param.detach()[0], step_weight=weight[0], losses=losses)
+    perceptual = "lpips_vgg" if lpips is not None else "ssim"
+    return RefineResult(param.detach()[0], weight[0], losses, perceptual)
