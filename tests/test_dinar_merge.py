@@ -202,3 +202,18 @@ def test_cli_merge_method_dinar_on_two_views(nets, anny_body, tmp_path, monkeypa
     assert (tmp_path / "merged_preview.png").exists()
     gif = tmp_path / "m.gif"
     assert main(["animate", str(out), "--turntable", "--size", "32", "--fps", "2", "-o", str(gif)]) == 0
+
+
+def test_refinement_uses_lpips_when_the_networks_carry_it(nets):
+    """An installed LPIPS replaces the SSIM stand-in in stage B (DINAR's perceptual term)."""
+    from dataclasses import replace
+
+    from test_lpips import tiny_lpips
+
+    options = DinarOptions(steps=2, refine_steps=3)
+    plain = merge_dinar_views(view_inputs(0), nets, options, torch.Generator().manual_seed(0))
+    with_lpips = replace(nets, lpips=tiny_lpips())
+    perceptual = merge_dinar_views(view_inputs(0), with_lpips, options, torch.Generator().manual_seed(0))
+    assert torch.equal(plain.pasted, perceptual.pasted)  # everything before stage B is unchanged
+    assert plain.refine_losses[0] != perceptual.refine_losses[0]  # a different loss is optimised
+    assert with_lpips.to("cpu").lpips is not None

@@ -22,7 +22,8 @@ Stages, each timed:
    the hallucinated colours, fitted through the neural render (of every view);
 8. **refine** — the RGB channels fine-tuned through the neural render for 64 Adam steps,
    weighted per texel by the normal-angle map (the texture stage's
-   :func:`~avatarcli.texture.refine.refine_texture`; SSIM instead of LPIPS, see there); a merged
+   :func:`~avatarcli.texture.refine.refine_texture`; LPIPS as in DINAR when the user installed
+   it, ``avatar weights import lpips``, else 1 − SSIM, recorded as ``refine_perceptual``); a merged
    texture is fitted to all views at once, each view's gradient weighted per texel by its own
    normal-angle trust. As in DINAR's stage B, the other 18 channels then come from the VQ
    decoding everywhere (``DinarOptions.neural_from_decoded``).
@@ -99,6 +100,8 @@ class DinarNetworks:
     renderer: nn.Module
     layout: UVLayout | None = None
     weights: dict[str, str] = field(default_factory=dict)
+    #: the refinement's perceptual term when LPIPS is installed (DINAR's); None → 1 − SSIM
+    lpips: nn.Module | None = None
 
     def modules(self) -> dict[str, nn.Module]:
         return {
@@ -125,7 +128,8 @@ class DinarNetworks:
         for net in self.modules().values():
             net.to(device).eval()
         layout = self.layout.to(device) if self.layout is not None else None
-        return DinarNetworks(**self.modules(), layout=layout, weights=dict(self.weights))
+        lpips = self.lpips.to(device).eval() if self.lpips is not None else None
+        return DinarNetworks(**self.modules(), layout=layout, weights=dict(self.weights), lpips=lpips)
 
 
 @dataclass
@@ -343,6 +347,7 @@ def dinar_texture(
             item = _refine_item(
                 networks.renderer,
                 options,
+                lpips=networks.lpips,
                 pasted=done.pasted[one],
                 decoded=done.decoded[one],
                 blend=done.blend[one],
@@ -462,6 +467,7 @@ def merge_dinar_views(
         item = _refine_item(
             networks.renderer,
             options,
+            lpips=networks.lpips,
             pasted=done.pasted,
             decoded=done.decoded,
             blend=done.blend,
@@ -520,6 +526,7 @@ def _refine_item(
     timer: _StageTimer,
     say: StageProgress,
     view_angles: torch.Tensor | None = None,
+    lpips: nn.Module | None = None,
 ) -> _RefinedItem:
     """DINAR's stage B for one texture seen by V ≥ 1 photos: optional α/β colour fit, then RGB
     refinement (§1.12) against all of them.
@@ -567,7 +574,9 @@ def _refine_item(
                     optimiser.zero_grad(set_to_none=True)
                     everywhere = torch.cat([base[:, :16], source_rgb * scale + shift, base[:, 19:]], dim=1)
                     rendered = render(everywhere)
-                    photometric_loss(rendered, target, loss_mask, ssim_weight=options.ssim_weight).backward()
+                    photometric_loss(
+                        rendered, target, loss_mask, ssim_weight=options.ssim_weight, lpips=lpips
+                    ).backward()
                     optimiser.step()
                     say("colour", step + 1, options.colour_steps)
                 scale, shift = scale.detach(), shift.detach()
@@ -585,6 +594,7 @@ def _refine_item(
                     steps=options.refine_steps,
                     lr=options.refine_lr,
                     ssim_weight=options.ssim_weight,
+                    lpips=lpips,
                 )
             rgb, item_losses = result.texture[None], result.losses
             say("refine", options.refine_steps, options.refine_steps)
@@ -605,6 +615,7 @@ def load_dinar_networks(device: torch.device | str = "cpu", weights_dir: Path | 
     from avatarcli.nets.dinar_renderer import DinarRenderer
     from avatarcli.nets.dinar_unet import DinarUNet
     from avatarcli.nets.dinar_vq import DinarVQ
+    from avatarcli.pipelines.perceptual import load_lpips_if_installed
     from avatarcli.weights_registry import require_weights
 
     paths = require_weights(DINAR_WEIGHTS, weights_dir)
@@ -624,6 +635,7 @@ def load_dinar_networks(device: torch.device | str = "cpu", weights_dir: Path | 
         renderer=nets[RENDERER_WEIGHTS],
         layout=load_dinar_uv_layout(weights_dir, device),
         weights={name: manifest_sha256(name, weights_dir) or "" for name in DINAR_WEIGHTS},
+        lpips=load_lpips_if_installed(device, weights_dir),
     )
 
 
@@ -828,6 +840,7 @@ def create_merged_dinar_avatar(
     merged = result.merged
     params = asdict(options) if len(photos) == 1 else {**asdict(options), "tau": float(tau)}
     record = {"method": "dinar", "seed": int(seed), "params": params}
+    record["refine_perceptual"] = "lpips_vgg" if networks.lpips is not None else "ssim"
     record["timings"] = {k: round(v, 4) for k, v in result.timings.items()}
     record.update(provenance or {})
     avatar = Avatar(
