@@ -108,6 +108,25 @@ def test_pose_conditioned_renderer_needs_normals():
         VideoRendererConfig(pose_channels="joints")
 
 
+def test_lpips_replaces_the_ssim_term_when_given():
+    from test_lpips import tiny_lpips
+
+    from avatarcli.pipelines.video_training import frame_loss
+
+    g = torch.Generator().manual_seed(0)
+    photo = torch.rand(2, 3, 32, 32, generator=g)
+    rgb = (photo + 0.2 * torch.randn(2, 3, 32, 32, generator=g)).clamp(0, 1).requires_grad_(True)
+    alpha, person = torch.ones(2, 1, 32, 32), torch.ones(2, 1, 32, 32)
+    plain, plain_parts = frame_loss(rgb, alpha, photo, person, 0.5, 0.5)
+    perceptual, parts = frame_loss(rgb, alpha, photo, person, 0.5, 0.5, lpips=tiny_lpips(), lpips_weight=1.0)
+    assert "ssim" in plain_parts and "lpips" in parts and "ssim" not in parts
+    assert parts["lpips"] > 0 and abs(float(perceptual.detach()) - float(plain.detach())) > 1e-6
+    perceptual.backward()
+    assert rgb.grad is not None and torch.isfinite(rgb.grad).all() and rgb.grad.abs().sum() > 0
+    same, same_parts = frame_loss(photo, alpha, photo, person, 0.5, 0.5, lpips=tiny_lpips())
+    assert same_parts["lpips"] < 1e-6
+
+
 def test_person_window_covers_masks_and_minimum_size():
     mask = torch.zeros(40, 30)
     mask[10:20, 5:9] = 1

@@ -437,8 +437,11 @@ def checkpoint_path(output: Path) -> Path:
     return output.with_name(output.stem + ".train.pt")
 
 
-def _checkpoint_key(frame_hashes: Sequence[str], opts: VideoAvatarOptions) -> str:
-    text = json.dumps({"frames": list(frame_hashes), "options": opts.identity()}, sort_keys=True)
+def _checkpoint_key(frame_hashes: Sequence[str], opts: VideoAvatarOptions, perceptual: str = "ssim") -> str:
+    identity = {"frames": list(frame_hashes), "options": opts.identity()}
+    if perceptual != "ssim":  # keys of runs without LPIPS stay as they were
+        identity["perceptual"] = perceptual
+    text = json.dumps(identity, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -492,6 +495,9 @@ def create_video_avatar(
     device = torch.device(device)
     say = progress or (lambda *_: None)
     torch.manual_seed(opts.seed)
+    from avatarcli.pipelines.perceptual import load_lpips_if_installed, perceptual_name
+
+    lpips = load_lpips_if_installed(device)  # before any work: a damaged install stops here
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
     warnings: list[str] = []
@@ -511,7 +517,7 @@ def create_video_avatar(
             masks = [None] * len(frame_list.paths)
         frame_hashes = {p.name: sha256_file(p) for p in frame_list.paths}
         hashes = list(frame_hashes.values()) + [sha256_file(m) for m in masks if m]
-        key = _checkpoint_key(hashes, opts)
+        key = _checkpoint_key(hashes, opts, perceptual_name(lpips))
         ckpt = _load_checkpoint(ckpt_file, key, warnings)
 
         if ckpt is not None:
@@ -604,6 +610,7 @@ def create_video_avatar(
         on_checkpoint=save_state,
         progress=say,
         seed=opts.seed,
+        lpips=lpips,
     )
     timings["training"] = time.perf_counter() - t0
 
@@ -611,7 +618,9 @@ def create_video_avatar(
     t0 = time.perf_counter()
     say("score", 0, 1)
     scores = score_frames(model, body, _frames_to(frames, device), range(len(frames)))
-    avatar = _avatar(body, frames, model, rgb_texture, known, opts, frame_hashes, frame_list, state)
+    avatar = _avatar(
+        body, frames, model, rgb_texture, known, opts, frame_hashes, frame_list, state, perceptual_name(lpips)
+    )
     from avatarcli.avatar_file import save_avatar
 
     save_avatar(avatar, target, overwrite=opts.overwrite)
@@ -665,7 +674,9 @@ def _to_cpu(value):
     return value
 
 
-def _avatar(body, frames: FittedFrames, model, rgb_texture, known, opts, hashes, frame_list, state):
+def _avatar(
+    body, frames: FittedFrames, model, rgb_texture, known, opts, hashes, frame_list, state, perceptual
+):
     from avatarcli.avatar_file import Avatar
     from avatarcli.nets.video_renderer import renderer_record
 
@@ -707,6 +718,7 @@ def _avatar(body, frames: FittedFrames, model, rgb_texture, known, opts, hashes,
             "inputs": [{"name": n, "sha256": hashes.get(n, "")} for n in frames.names],
             "params": {k: v for k, v in asdict(opts).items() if k not in ("overwrite",)},
             "train_steps": state.step,
+            "perceptual": perceptual,
             "fit_quality": json.loads(json.dumps(frames.quality, default=_json_default)),
         },
     )

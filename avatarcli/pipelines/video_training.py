@@ -7,8 +7,9 @@ loss on random patches of a few frames. That keeps a step well under a second on
 
 Loss (per patch): ``L1 + w_ssim · (1 − SSIM)`` on colour inside the person mask, plus
 ``w_dice · Dice(alpha, person mask)`` for the silhouette (see :func:`frame_loss` for why this
-differs from StylePeople's composite-on-black target). LPIPS is not used: it needs pretrained
-VGG weights that this project does not ship.
+differs from StylePeople's composite-on-black target). When the user has installed LPIPS
+(``avatar weights import lpips``), ``w_lpips · LPIPS`` inside the person mask replaces the SSIM
+term (StylePeople trains with LPIPS); nothing is downloaded, so without it SSIM stands in.
 """
 
 from __future__ import annotations
@@ -139,8 +140,12 @@ def frame_loss(
     person: torch.Tensor,
     ssim_weight: float,
     dice_weight: float,
+    *,
+    lpips: nn.Module | None = None,
+    lpips_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Colour (L1 + SSIM) where the person is, and the silhouette (Dice) on its own.
+    """Colour (L1 + SSIM, or + LPIPS when given) where the person is, and the silhouette (Dice)
+    on its own.
 
     Scoring colour on ``rgb · alpha`` against the person on black (StylePeople's target) lets
     outline errors dominate: the renderer then darkens colours near the outline, which hurts
@@ -154,10 +159,16 @@ def frame_loss(
     area = weight.sum().clamp_min(MIN_PERSON_SHARE * weight[:, 0].numel())
     l1 = ((rgb - photo).abs() * weight).sum() / (3.0 * area)
     inside = rgb * weight + photo * (1.0 - weight)
-    structural = ((1.0 - ssim_map(inside, photo).mean(1, keepdim=True)) * weight).sum() / area
     dice = dice_loss(alpha, person)
-    total = l1 + ssim_weight * structural + dice_weight * dice
-    parts = {"l1": float(l1.detach()), "ssim": float(structural.detach()), "dice": float(dice.detach())}
+    if lpips is not None:
+        perceptual = lpips(inside * 2 - 1, photo * 2 - 1, mask=weight).mean()
+        total = l1 + lpips_weight * perceptual + dice_weight * dice
+        name = "lpips"
+    else:
+        perceptual = ((1.0 - ssim_map(inside, photo).mean(1, keepdim=True)) * weight).sum() / area
+        total = l1 + ssim_weight * perceptual + dice_weight * dice
+        name = "ssim"
+    parts = {"l1": float(l1.detach()), name: float(perceptual.detach()), "dice": float(dice.detach())}
     return total, parts
 
 
@@ -170,6 +181,7 @@ class TrainSettings:
     lr_renderer: float = 1e-3
     clip_grad: float = 1.0  # renderer gradient norm cap: no norm layers, so keep early steps tame
     ssim_weight: float = 0.5
+    lpips_weight: float = 1.0  # replaces the SSIM term when LPIPS is installed (StylePeople's weight)
     dice_weight: float = 0.5
     checkpoint_every: int = 50
 
@@ -235,6 +247,7 @@ def train_steps(
     on_checkpoint: Callable[[TrainState], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     seed: int = 0,
+    lpips: nn.Module | None = None,
 ) -> TrainState:
     """Run Adam from ``state.step`` (or 0) to ``settings.steps``, checkpointing every few steps.
 
@@ -288,7 +301,10 @@ def train_steps(
                 torch.cat(p, 0) if p[0] is not None else None for p in zip(*patches, strict=True)
             )
             rgb, alpha = model.render(uv, mask, normals)
-            loss, parts = frame_loss(rgb, alpha, photo, person, settings.ssim_weight, settings.dice_weight)
+            loss, parts = frame_loss(
+                rgb, alpha, photo, person, settings.ssim_weight, settings.dice_weight,
+                lpips=lpips, lpips_weight=settings.lpips_weight,
+            )  # fmt: skip
             optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"video avatar training diverged at step {step + 1} (loss {loss})")
@@ -311,13 +327,19 @@ def train_steps(
 
 
 def full_frame_loss(
-    model: NeuralAvatarModel, targets: Sequence[FrameTarget], settings: TrainSettings
+    model: NeuralAvatarModel,
+    targets: Sequence[FrameTarget],
+    settings: TrainSettings,
+    lpips: nn.Module | None = None,
 ) -> float:
     """The training loss over whole frame windows (deterministic; for progress checks and tests)."""
     total = 0.0
     with torch.no_grad():
         for t in targets:
             rgb, alpha = model(t.inputs)
-            loss, _ = frame_loss(rgb, alpha, t.photo, t.person, settings.ssim_weight, settings.dice_weight)
+            loss, _ = frame_loss(
+                rgb, alpha, t.photo, t.person, settings.ssim_weight, settings.dice_weight,
+                lpips=lpips, lpips_weight=settings.lpips_weight,
+            )  # fmt: skip
             total += float(loss)
     return total / len(targets)
