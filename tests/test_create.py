@@ -220,6 +220,8 @@ def test_create_video_and_merge_neural(anny_body, tmp_path, capsys):
     assert main(["merge", str(folder), "--neural", "-o", str(out2), "--train-steps", "2"]) == 0
     assert load_avatar(out2).renderer["kind"] == "video_unet"
     assert main(["create", "--video", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "x.pt")]) == 2
+    negative = ["create", "--video", str(tmp_path / "missing.mp4"), "--temporal-smoothness", "-1"]
+    assert main(negative) == 2  # checked before the missing file
 
 
 def test_ctrl_c_mid_batch_keeps_finished_avatars(photos, tmp_path, monkeypatch):

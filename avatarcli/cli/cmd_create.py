@@ -69,6 +69,11 @@ def register(app: typer.Typer) -> None:
         pose_channels: str = typer.Option(
             "none", "--pose-channels", help="--video: none or normals (D²G-Net)."
         ),
+        temporal_smoothness: float = typer.Option(
+            1.0,
+            "--temporal-smoothness",
+            help="--video: how strongly neighbouring frames' fits agree (0 = off).",
+        ),
         mask: Path = typer.Option(None, "--mask", help="Person mask image (one photo only)."),
         keypoints: Path = typer.Option(None, "--keypoints", help="OpenPose JSON (one photo only)."),
         fit: list[Path] = typer.Option(None, "--fit", help="Reuse a fit file from avatar fit."),
@@ -106,7 +111,7 @@ def register(app: typer.Typer) -> None:
             vopts = VideoAvatarOptions(
                 every=every, max_frames=max_frames, steps=train_steps, pose_channels=pose_channels,
                 body=body, smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed,
-                overwrite=overwrite,
+                overwrite=overwrite, temporal_smoothness=temporal_smoothness,
             )  # fmt: skip
             _run_video(video, output, vopts, device, json_out)
             return

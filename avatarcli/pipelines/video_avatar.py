@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 import time
@@ -101,6 +102,8 @@ class VideoAvatarOptions:
             raise UserError("--steps ≥ 0, --fit-iters ≥ 1, --batch ≥ 1 and --patch ≥ 16 please")
         if self.every < 1 or self.max_frames < 1 or self.resolution < 32 or self.texture_views < 1:
             raise UserError("--every, --max-frames and --texture-views must be ≥ 1, --resolution ≥ 32")
+        if not (self.temporal_smoothness >= 0 and math.isfinite(self.temporal_smoothness)):
+            raise UserError(f"--temporal-smoothness must be ≥ 0, not {self.temporal_smoothness}")
 
     def train_settings(self):
         from avatarcli.pipelines.video_training import TrainSettings
