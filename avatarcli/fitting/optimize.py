@@ -45,6 +45,8 @@ from avatarcli.fitting.priors import (
     hand_prior,
     hinge_axes,
     hinge_prior_per_joint,
+    pose_prior,
+    relaxed_pose,
     shape_prior,
     stiffness_weights,
 )
@@ -364,17 +366,11 @@ def fit_views(
     default_shape = body.default_shape(1).to(device)
     losses: dict[str, float] = {}
 
-    relaxed = torch.zeros(21, 3, device=device)
-    knee_bend, elbow_bend, hip_bend = s.relaxed_bend
-    knees = (JOINT_INDEX["left_knee"], JOINT_INDEX["right_knee"])
-    for joint, axis in zip(hinge_ids.tolist(), hinge_ax, strict=True):
-        relaxed[joint - 1] = axis * (knee_bend if joint in knees else elbow_bend)
-    for joint, axis in zip(ext_ids.tolist(), ext_ax, strict=True):
-        relaxed[joint - 1] = axis * hip_bend
+    relaxed = relaxed_pose(body.rest_joints.to(device).float(), *s.relaxed_bend)
 
     def prior_terms(pose: torch.Tensor) -> torch.Tensor:
         """(B, 21) per body joint: magnitude + hinge + extension penalties."""
-        per_joint = stiff[1:22] * ((pose[:, 1:22] - relaxed) ** 2).sum(-1)
+        per_joint = pose_prior(pose, stiff, relaxed)
         hinge = torch.zeros_like(per_joint).index_add(
             1, hinge_ids - 1, hinge_prior_per_joint(pose, hinge_ids, hinge_ax)
         )

@@ -102,9 +102,26 @@ def stiffness_weights(device=None) -> torch.Tensor:
     return w
 
 
-def pose_prior(pose: torch.Tensor, stiffness: torch.Tensor) -> torch.Tensor:
-    """(B,) weighted squared rotation magnitude of body joints 1..21."""
-    return (stiffness[1:22] * (pose[:, 1:22] ** 2).sum(-1)).sum(-1)
+def relaxed_pose(rest_joints: torch.Tensor, knee: float, elbow: float, hip: float) -> torch.Tensor:
+    """(21, 3) body pose with knees, elbows and hips flexed by these angles (radians) about
+    their flexion axes: where :func:`pose_prior` is centred."""
+    relaxed = torch.zeros(21, 3, dtype=rest_joints.dtype, device=rest_joints.device)
+    knees = (JOINT_INDEX["left_knee"], JOINT_INDEX["right_knee"])
+    hinge_ids, hinge_ax = hinge_axes(rest_joints)
+    for joint, axis in zip(hinge_ids.tolist(), hinge_ax, strict=True):
+        relaxed[joint - 1] = axis * (knee if joint in knees else elbow)
+    ext_ids, ext_ax, _ = extension_axes(rest_joints)
+    for joint, axis in zip(ext_ids.tolist(), ext_ax, strict=True):
+        relaxed[joint - 1] = axis * hip
+    return relaxed
+
+
+def pose_prior(
+    pose: torch.Tensor, stiffness: torch.Tensor, relaxed: torch.Tensor | None = None
+) -> torch.Tensor:
+    """(B, 21) weighted squared rotation of body joints 1..21 away from ``relaxed`` (21, 3)."""
+    body = pose[:, 1:22] if relaxed is None else pose[:, 1:22] - relaxed
+    return stiffness[1:22] * (body**2).sum(-1)
 
 
 def hand_prior(pose: torch.Tensor) -> torch.Tensor:
