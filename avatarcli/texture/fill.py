@@ -33,8 +33,10 @@ FILL_METHODS = ("harmonic", "mirror+harmonic", "back+harmonic", "mirror+back+har
 _STEPS = ("mirror", "back")
 # A mirror/back partner must be within this many texel spacings of the query point.
 _MATCH_FACTOR = 3.0
-# Low-pass size of the front→back copy: mean over this many nearest front texels.
-_BACK_NEIGHBOURS = 32
+# Low-pass size of the front→back copy: mean over this many nearest front texels. One-shot back
+# view (front photo → back photo, PSNR): 32 → octopus 24.5 / iPER 17.1 dB, 128 → 25.2 / 17.2,
+# 512 → 26.2 / 17.0: a print on the front says little about the back, its colour does.
+_BACK_NEIGHBOURS = 512
 # Top fraction of the head's height whose seen colour stands for the hair.
 _HAIR_TOP_FRACTION = 0.2
 # A copied patch may drift from its guide over about this surface distance (metres) to meet the
