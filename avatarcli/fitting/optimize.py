@@ -41,10 +41,10 @@ from avatarcli.fitting.landmarks import body_landmark_map, hand_landmark_map
 from avatarcli.fitting.losses import SilhouetteTarget, dice_loss, keypoint_loss, silhouette_loss
 from avatarcli.fitting.priors import (
     extension_axes,
-    extension_prior_per_joint,
+    extension_prior,
     hand_prior,
     hinge_axes,
-    hinge_prior_per_joint,
+    hinge_prior,
     pose_prior,
     relaxed_pose,
     shape_prior,
@@ -372,10 +372,10 @@ def fit_views(
         """(B, 21) per body joint: magnitude + hinge + extension penalties."""
         per_joint = pose_prior(pose, stiff, relaxed)
         hinge = torch.zeros_like(per_joint).index_add(
-            1, hinge_ids - 1, hinge_prior_per_joint(pose, hinge_ids, hinge_ax)
+            1, hinge_ids - 1, hinge_prior(pose, hinge_ids, hinge_ax)
         )
         ext = torch.zeros_like(per_joint).index_add(
-            1, ext_ids - 1, extension_prior_per_joint(pose, ext_ids, ext_ax, ext_margin)
+            1, ext_ids - 1, extension_prior(pose, ext_ids, ext_ax, ext_margin)
         )
         return per_joint + hinge + ext
 

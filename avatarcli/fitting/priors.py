@@ -68,25 +68,14 @@ def extension_axes(rest_joints: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 def extension_prior(
     pose: torch.Tensor, ids: torch.Tensor, axes: torch.Tensor, margins: torch.Tensor
 ) -> torch.Tensor:
-    """(B,) penalty on extension beyond each joint's margin (flexion and sideways are free)."""
-    return extension_prior_per_joint(pose, ids, axes, margins).sum(-1)
-
-
-def extension_prior_per_joint(
-    pose: torch.Tensor, ids: torch.Tensor, axes: torch.Tensor, margins: torch.Tensor
-) -> torch.Tensor:
-    """(B, L) :func:`extension_prior` of each limited joint."""
+    """(B, L) penalty per limited joint on extension beyond its margin (flexion and sideways
+    are free)."""
     along = (pose[:, ids] * axes).sum(-1)  # (B, L), positive = flexion
     return 10.0 * torch.relu(-along - margins) ** 2
 
 
 def hinge_prior(pose: torch.Tensor, ids: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
-    """(B,) penalty: hyper-extension strongly, off-axis rotation moderately."""
-    return hinge_prior_per_joint(pose, ids, axes).sum(-1)
-
-
-def hinge_prior_per_joint(pose: torch.Tensor, ids: torch.Tensor, axes: torch.Tensor) -> torch.Tensor:
-    """(B, H) :func:`hinge_prior` of each hinge joint."""
+    """(B, H) penalty per hinge joint: hyper-extension strongly, off-axis rotation moderately."""
     r = pose[:, ids]  # (B, H, 3)
     along = (r * axes).sum(-1)  # (B, H)
     off = r - along[..., None] * axes
