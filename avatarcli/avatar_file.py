@@ -1,10 +1,10 @@
 """The avatar file (``.pt``): one self-describing bundle per person.
 
-Layout (format version 1) — a plain dict of tensors, strings and numbers, so it loads with
+Layout — a plain dict of tensors, strings and numbers, so it loads with
 ``torch.load(weights_only=True)`` and never runs code from the file::
 
-    format: "avatarcli-avatar"          format_version: 1        tool_version: "0.1.0"
-    body:       {backend, model_id, shape (S,) float32}
+    format: "avatarcli-avatar"          format_version: 1 | 2    tool_version: "0.1.0"
+    body:       {backend, model_id, shape (S,) float32, clothing_offsets (V, 3) float32 [v2]}
     uv_layout:  "anny" | "smplx" | "dinar" …   texture_size: int
     textures:   {rgb (H,W,3) uint8, known (H,W) uint8 [B_smp], filled (H,W) uint8,
                  neural (C,H,W) float16 (optional), …}
@@ -14,6 +14,9 @@ Layout (format version 1) — a plain dict of tensors, strings and numbers, so i
     provenance: {method, seed, inputs: [{name, sha256}], params: {...}, created}
 
 Loading an avatar made for another body backend or UV layout fails with a clear message.
+Version 2 adds the optional clothing offsets (:class:`avatarcli.body.clothed.ClothedBody`); only
+avatars that carry them are written as version 2, so everything else still opens in older
+releases, and an older release refuses a clothed avatar instead of drawing it without clothes.
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ from avatarcli.errors import AvatarFormatError
 from avatarcli.io_utils import atomic_write
 
 FORMAT_NAME = "avatarcli-avatar"
-FORMAT_VERSION = 1
+#: the newest format this release reads and writes
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -48,6 +52,8 @@ class Avatar:
     renderer: dict[str, torch.Tensor] | None = None
     weights: dict[str, str] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: rest-frame per-vertex offsets (V, 3) in metres of the clothed body, or None (plain body)
+    clothing_offsets: torch.Tensor | None = None
 
     @property
     def texture_size(self) -> int:
@@ -59,15 +65,18 @@ class Avatar:
         return "neural" in self.textures
 
     def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "backend": self.body_backend,
+            "model_id": self.body_model_id,
+            "shape": self.shape.detach().cpu().float(),
+        }
+        if self.clothing_offsets is not None:
+            body["clothing_offsets"] = self.clothing_offsets.detach().cpu().float()
         return {
             "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
+            "format_version": 2 if self.clothing_offsets is not None else 1,
             "tool_version": __version__,
-            "body": {
-                "backend": self.body_backend,
-                "model_id": self.body_model_id,
-                "shape": self.shape.detach().cpu().float(),
-            },
+            "body": body,
             "uv_layout": self.uv_layout,
             "texture_size": self.texture_size,
             "textures": {k: v.detach().cpu() for k, v in self.textures.items()},
@@ -99,9 +108,20 @@ class Avatar:
                 renderer=data.get("renderer"),
                 weights=dict(data.get("weights") or {}),
                 provenance=dict(data.get("provenance") or {}),
+                clothing_offsets=_offsets(body.get("clothing_offsets"), source),
             )
         except (KeyError, TypeError) as exc:
             raise AvatarFormatError(f"{source} is missing avatar field {exc}; the file is damaged") from exc
+
+
+def _offsets(value: Any, source: str) -> torch.Tensor | None:
+    if value is None:
+        return None
+    if not isinstance(value, torch.Tensor) or value.dim() != 2 or value.shape[1] != 3:
+        raise AvatarFormatError(f"{source} has malformed clothing offsets; the file is damaged")
+    if not bool(torch.isfinite(value).all()):
+        raise AvatarFormatError(f"{source} has non-finite clothing offsets; the file is damaged")
+    return value.float()
 
 
 def save_avatar(avatar: Avatar, path: str | os.PathLike, *, overwrite: bool = False) -> Path:

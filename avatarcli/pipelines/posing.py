@@ -23,7 +23,11 @@ from avatarcli.render import Camera
 def load_avatar_with_body(
     path: str | os.PathLike, device: torch.device, smplx_dir: str | None = None
 ) -> tuple[Avatar, BodyModel]:
-    """Read an avatar and build the body it was made for, refusing mismatched body models."""
+    """Read an avatar and build the body it was made for, refusing mismatched body models.
+
+    An avatar with clothing offsets gets its :class:`~avatarcli.body.clothed.ClothedBody`, so
+    every pose drawn from it wears the fitted clothes.
+    """
     avatar = load_avatar(path)
     body = load_body(avatar.body_backend, model_dir=smplx_dir)
     if body.model_id != avatar.body_model_id:
@@ -31,6 +35,15 @@ def load_avatar_with_body(
             f"{path} was made with body model {avatar.body_model_id}; this installation has "
             f"{body.model_id}. Recreate the avatar (avatar create) with this version"
         )
+    if avatar.clothing_offsets is not None:
+        from avatarcli.body.clothed import ClothedBody
+
+        if tuple(avatar.clothing_offsets.shape) != (body.num_vertices, 3):
+            raise AvatarFormatError(
+                f"{path} has clothing offsets for {avatar.clothing_offsets.shape[0]} vertices; the "
+                f"{body.name} body has {body.num_vertices}. Recreate the avatar with this version"
+            )
+        body = ClothedBody(body, avatar.clothing_offsets)
     return avatar, body.to(device)
 
 
