@@ -50,6 +50,12 @@ def register(app: typer.Typer) -> None:
         ),
         refine_steps=typer.Option(64, "--refine-steps", help="RGB refinement steps through the render."),
         fit_iters=typer.Option(400, "--fit-iters", help="Body-fitting iterations."),
+        clothing=typer.Option(
+            False,
+            "--clothing/--no-clothing",
+            help="Fit clothing offsets so the avatar's outline follows loose clothes and hair "
+            "(RGB and video avatars).",
+        ),
         overwrite=typer.Option(False, "--overwrite", help="Replace existing avatar files."),
         json_out=typer.Option(False, "--json", help="Print a JSON summary."),
     )
@@ -90,6 +96,7 @@ def register(app: typer.Typer) -> None:
         uv_layout: str = common["uv_layout"],
         refine_steps: int = common["refine_steps"],
         fit_iters: int = common["fit_iters"],
+        clothing: bool = common["clothing"],
         overwrite: bool = common["overwrite"],
         json_out: bool = common["json_out"],
     ) -> None:
@@ -111,7 +118,7 @@ def register(app: typer.Typer) -> None:
             vopts = VideoAvatarOptions(
                 every=every, max_frames=max_frames, steps=train_steps, pose_channels=pose_channels,
                 body=body, smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed,
-                overwrite=overwrite, temporal_smoothness=temporal_smoothness,
+                overwrite=overwrite, temporal_smoothness=temporal_smoothness, clothing=clothing,
             )  # fmt: skip
             _run_video(video, output, vopts, device, json_out)
             return
@@ -124,7 +131,7 @@ def register(app: typer.Typer) -> None:
             texture_size=texture_size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
             uv_layout=uv_layout, fit_iters=fit_iters, mask=str(mask) if mask else None,
             keypoints=str(keypoints) if keypoints else None, fits=[str(f) for f in fit] if fit else None,
-            overwrite=overwrite,
+            overwrite=overwrite, clothing=clothing,
         )  # fmt: skip
         con = console()
         single = len(inputs) == 1 and output.suffix.lower() == ".pt"
@@ -182,6 +189,7 @@ def register(app: typer.Typer) -> None:
         uv_layout: str = common["uv_layout"],
         refine_steps: int = common["refine_steps"],
         fit_iters: int = common["fit_iters"],
+        clothing: bool = common["clothing"],
         overwrite: bool = common["overwrite"],
         json_out: bool = common["json_out"],
     ) -> None:
@@ -202,6 +210,7 @@ def register(app: typer.Typer) -> None:
             vopts = VideoAvatarOptions(
                 steps=train_steps, pose_channels=pose_channels, body=body, max_frames=len(inputs),
                 smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed, overwrite=overwrite,
+                clothing=clothing,
             )  # fmt: skip
             _run_video(
                 [str(p) for p in inputs], output or Path("out"), vopts, resolve_device(state.device), json_out
@@ -211,7 +220,7 @@ def register(app: typer.Typer) -> None:
             method=method, dinar_steps=steps, sp_image_size=sp_size, max_seconds=max_seconds, body=body,
             smplx_dir=str(smplx_dir) if smplx_dir else None,
             texture_size=texture_size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
-            uv_layout=uv_layout, fit_iters=fit_iters, tau=tau, overwrite=overwrite,
+            uv_layout=uv_layout, fit_iters=fit_iters, tau=tau, overwrite=overwrite, clothing=clothing,
         )  # fmt: skip
         with progress() as bar:
             result = create_avatar(

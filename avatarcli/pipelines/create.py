@@ -60,6 +60,8 @@ class CreateOptions:
     refine_steps: int = 64
     tau: float = 0.1
     uv_layout: str = "body"  # body | dinar | path of a DINAR smplx_data/ folder or .npz (RGB path)
+    #: RGB path: fit clothing offsets so the body's outline follows loose clothes and hair
+    clothing: bool = False
     fit_iters: int = 400
     mask: str | None = None
     keypoints: str | None = None
@@ -80,6 +82,8 @@ class CreateOptions:
 
         if self.fill not in FILL_METHODS:
             raise UserError(f"unknown --fill {self.fill!r}; choose one of {', '.join(FILL_METHODS)}")
+        if self.clothing and self.method != "rgb":
+            raise UserError(f"--clothing applies to --method rgb; --method {self.method} uses the plain body")
         if self.uv_layout != "body":
             if self.method != "rgb":
                 raise UserError(
@@ -139,6 +143,33 @@ def posed_view(body, fit, perception, device: torch.device):
         verts = body(shape=s, pose=p, transl=t).vertices.detach()
     photo, mask = _photo_tensors(perception, device)
     return TextureView(verts, fit.camera().to(device), photo, mask)
+
+
+def clothe_body(body, fits, views, seed: int, device: torch.device, say: ProgressFn | None = None):
+    """The body with clothing offsets fitted to the views' masks, and a report for the provenance
+    (settings, silhouette IoU per view before and after)."""
+    from avatarcli.body.clothed import ClothedBody
+    from avatarcli.fitting.clothing import ClothingSettings, fit_clothing_offsets, silhouette_iou
+
+    report = say or (lambda *_: None)
+    params = [fit.body_params(device) for fit in fits]
+    shape = params[0][0]
+    poses = torch.cat([p[1] for p in params])
+    transl = torch.cat([p[2] for p in params])
+    cameras = [v.camera for v in views]
+    masks = [v.mask.reshape(v.mask.shape[-2:]).float() for v in views]
+    settings = ClothingSettings(seed=seed)
+    before = silhouette_iou(body, shape, poses, transl, cameras, masks)
+    offsets = fit_clothing_offsets(
+        body, shape, poses, transl, cameras, masks, settings, progress=lambda d, t: report("clothing", d, t)
+    )
+    clothed = ClothedBody(body, offsets.to(device))
+    after = silhouette_iou(clothed, shape, poses, transl, cameras, masks)
+    return clothed, {
+        "settings": settings.as_dict(),
+        "silhouette_iou_before": [round(x, 4) for x in before],
+        "silhouette_iou_after": [round(x, 4) for x in after],
+    }
 
 
 def texture_for_views(
@@ -240,6 +271,12 @@ def create_avatar(
     views = [
         posed_view(body, fit, perception, device) for fit, perception in zip(fits, perceptions, strict=True)
     ]
+    clothing_report = None
+    if opts.clothing and opts.method == "rgb":
+        body, clothing_report = clothe_body(body, fits, views, opts.seed, device, say)
+        views = [posed_view(body, f, p, device) for f, p in zip(fits, perceptions, strict=True)]
+        timings["clothing"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
     from avatarcli.avatar_file import save_avatar
 
     records, provenance = _view_records(fits, images), _provenance(opts, images, fits)
@@ -273,6 +310,8 @@ def create_avatar(
         built, maps = texture_for_views(body, shape, views, opts, say, layout=layout, lpips=lpips)
         perceptual = perceptual_name(lpips) if opts.refine_steps > 0 else "none"
         provenance = {**provenance, "refine_perceptual": perceptual}
+        if clothing_report is not None:
+            provenance["clothing"] = clothing_report
         texture = built.texture
         timings["texture"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -294,6 +333,7 @@ def create_avatar(
             weights=_layout_weights(opts.uv_layout),
             views=records,
             provenance=provenance,
+            clothing_offsets=body.offsets.cpu() if clothing_report is not None else None,
         )
         save_avatar(avatar, target, overwrite=opts.overwrite)
         _write_preview(preview, body, shape, perceptions[0], views[0], texture, maps, opts.occlusion, layout)
