@@ -1,6 +1,6 @@
 """Evaluate the RGB-texture avatar (avatar create / merge) on the real photos in ../shared/data.
 
-    python benchmarks/eval_create.py [--quick] [--json]
+    python benchmarks/eval_create.py [--quick] [--json] [--clothing]
 
 Reports (issue #5 targets in brackets):
   1. input view re-render vs photo inside (person mask ∩ body render), masked photos
@@ -9,6 +9,10 @@ Reports (issue #5 targets in brackets):
   3. one-shot back view: texture from the front photo only, render the back photo's view,
      per fill variant [≥ 18 dB]: octopus 0000 → 0004, iPER turn GIF frame 0 → back frame;
   4. time for one photo (after first-run caches) and peak memory [≤ 20 s, ≤ 4 GB].
+
+``--clothing`` fits clothing offsets (``avatar create --clothing``) from the views that give the
+texture only — never from a held-out or back view's mask — and also reports each case's
+silhouette IoU (avatar outline vs person mask) in the view it is scored in.
 """
 
 from __future__ import annotations
@@ -52,6 +56,27 @@ def _fit(perceptions, body, iters: int, seed: int):
     return fit_perceptions(perceptions, body, settings=FitSettings(iters=iters, seed=seed))
 
 
+def _dressed(body, fits, views, opts, texture_views):
+    """The body for the texture: clothed from ``texture_views`` when ``opts.clothing``, else plain."""
+    if not opts.clothing:
+        return body
+    from avatarcli.pipelines.create import clothe_body
+
+    clothed, _ = clothe_body(
+        body,
+        [fits[i] for i in texture_views],
+        [views[i] for i in texture_views],
+        opts.seed,
+        torch.device("cpu"),
+    )
+    return clothed
+
+
+def _outline_iou(cover: torch.Tensor, mask: torch.Tensor) -> float:
+    covered, person = cover[:, 0].bool(), mask.bool()
+    return round(float((covered & person).sum()) / max(1.0, float((covered | person).sum())), 4)
+
+
 def eval_input_views(body, opts, iters: int) -> list[dict]:
     from avatarcli.pipelines.create import input_view_scores, posed_view, texture_for_views
 
@@ -62,8 +87,12 @@ def eval_input_views(body, opts, iters: int) -> list[dict]:
         fit = _fit([p], body, iters, opts.seed)[0]
         shape = torch.as_tensor(np.asarray(fit.shape, np.float32))[None]
         view = posed_view(body, fit, p, torch.device("cpu"))
-        built, _ = texture_for_views(body, shape, [view], opts)
-        psnr, ssim = input_view_scores(body, view.vertices, view.camera, built.texture, view.image, view.mask)
+        dressed = _dressed(body, [fit], [view], opts, [0])
+        view = posed_view(dressed, fit, p, torch.device("cpu"))
+        built, _ = texture_for_views(dressed, shape, [view], opts)
+        psnr, ssim = input_view_scores(
+            dressed, view.vertices, view.camera, built.texture, view.image, view.mask
+        )
         rows.append(
             {
                 "photo": name,
@@ -91,11 +120,20 @@ def eval_octopus_loo(body, opts, iters: int) -> list[dict]:
     views = [posed_view(body, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)]
     rows = []
     for k in range(8):
-        built, _ = texture_for_views(body, shape, [v for i, v in enumerate(views) if i != k], opts)
-        v = views[k]
+        train = [i for i in range(8) if i != k]
+        dressed = _dressed(body, fits, views, opts, train)
+        posed = (
+            views
+            if dressed is body
+            else [
+                posed_view(dressed, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)
+            ]
+        )
+        built, _ = texture_for_views(dressed, shape, [posed[i] for i in train], opts)
+        v = posed[k]
         with torch.no_grad():
             img, cover = render_textured(
-                v.vertices, body.faces, body.uv, body.uv_faces, built.texture[None], v.camera
+                v.vertices, dressed.faces, dressed.uv, dressed.uv_faces, built.texture[None], v.camera
             )
         region = cover[:, 0].bool() & v.mask
         img = torch.where(region[:, None], img, v.image)
@@ -104,6 +142,7 @@ def eval_octopus_loo(body, opts, iters: int) -> list[dict]:
                 "held_out": f"{k:04d}",
                 "psnr": round(float(psnr(img, v.image, region)), 2),
                 "ssim": round(float(ssim(img, v.image, region)), 4),
+                "iou": _outline_iou(cover, v.mask),
             }
         )
     return rows
@@ -147,14 +186,21 @@ def eval_back_view(body, opts, iters: int, tmp: Path) -> list[dict]:
         perceptions = [_perceive(p, m) for p, m in pair]
         fits = _fit(perceptions, body, iters, opts.seed)  # geometry from both; texture from the front only
         shape = torch.as_tensor(np.asarray(fits[0].shape, np.float32))[None]
+        plain = [posed_view(body, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)]
+        dressed = _dressed(body, fits, plain, opts, [0])  # clothes from the front photo only
         front, back = (
-            posed_view(body, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)
+            posed_view(dressed, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)
         )
         for fill in FILL_METHODS:
-            built, _ = texture_for_views(body, shape, [front], replace(opts, fill=fill))
+            built, _ = texture_for_views(dressed, shape, [front], replace(opts, fill=fill))
             with torch.no_grad():
                 img, cover = render_textured(
-                    back.vertices, body.faces, body.uv, body.uv_faces, built.texture[None], back.camera
+                    back.vertices,
+                    dressed.faces,
+                    dressed.uv,
+                    dressed.uv_faces,
+                    built.texture[None],
+                    back.camera,
                 )
             region = cover[:, 0].bool() & back.mask
             img = torch.where(region[:, None], img, back.image)
@@ -164,6 +210,7 @@ def eval_back_view(body, opts, iters: int, tmp: Path) -> list[dict]:
                     "fill": fill,
                     "psnr": round(float(psnr(img, back.image, region)), 2),
                     "ssim": round(float(ssim(img, back.image, region)), 4),
+                    "iou": _outline_iou(cover, back.mask),
                 }
             )
     return rows
@@ -198,16 +245,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit-iters", type=int, default=400)
     parser.add_argument("--refine-steps", type=int, default=64)
     parser.add_argument("--only", choices=("input", "loo", "back", "time"), action="append")
+    parser.add_argument(
+        "--clothing", action="store_true", help="fit clothing offsets (avatar create --clothing)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if not PHOTOS.exists():
         print("../shared/data is not present; nothing to evaluate", file=sys.stderr)
         return 0
     iters = 100 if args.quick else args.fit_iters
-    opts = CreateOptions(refine_steps=16 if args.quick else args.refine_steps, fit_iters=iters)
+    opts = CreateOptions(
+        refine_steps=16 if args.quick else args.refine_steps, fit_iters=iters, clothing=args.clothing
+    )
     body = load_body("anny")
     only = set(args.only or ("input", "loo", "back", "time"))
-    result: dict = {"fit_iters": iters, "refine_steps": opts.refine_steps}
+    result: dict = {"fit_iters": iters, "refine_steps": opts.refine_steps, "clothing": opts.clothing}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         if "input" in only:
@@ -232,11 +284,16 @@ def main(argv: list[str] | None = None) -> int:
     if result.get("octopus_leave_one_out"):
         print("octopus leave-one-out (merge 7, render the 8th)  [target PSNR ≥ 21 on all folds]")
         for r in result["octopus_leave_one_out"]:
-            print(f"  held out {r['held_out']}: PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}")
+            print(
+                f"  held out {r['held_out']}: PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}  IoU {r['iou']:.3f}"
+            )
     if result.get("one_shot_back"):
         print("one-shot back view (texture from the front only)  [target ≥ 18 dB]")
         for r in result["one_shot_back"]:
-            print(f"  {r['case']:20s} {r['fill']:22s} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}")
+            print(
+                f"  {r['case']:20s} {r['fill']:22s} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}"
+                f"  IoU {r['iou']:.3f}"
+            )
     if result.get("time_one_photo"):
         t = result["time_one_photo"]
         mem = f"peak RSS {t['peak_rss_mb']:.0f} MB"

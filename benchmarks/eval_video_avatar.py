@@ -19,7 +19,8 @@ mask ∩ body render), the photo elsewhere (as ``avatar create`` reports), and t
 avatar's silhouette (body render for RGB, renderer alpha > 0.5 for neural) with the person mask.
 ``--pose-compare`` also trains the renderer with camera-space normals as extra input;
 ``--set`` overrides any :class:`VideoAvatarOptions` field (``--set temporal_smoothness=0``
-measures the fit without the temporal term).
+measures the fit without the temporal term; ``--set clothing=true`` fits clothing offsets to the
+training frames' masks, per split).
 """
 
 from __future__ import annotations
@@ -112,8 +113,12 @@ def neural_run(body, frames, built, train, test, opts) -> tuple[list[dict], floa
 
 
 def evaluate_split(name, body, frames, train, test, opts, variants) -> dict:
-    from avatarcli.pipelines.video_avatar import rgb_texture_for_frames
+    from avatarcli.pipelines.video_avatar import clothe_frames, rgb_texture_for_frames
 
+    clothing = None
+    if opts.clothing:  # offsets from the training frames' masks only
+        log(f"{name}: clothing offsets from {len(train)} frames")
+        body, clothing = clothe_frames(body, frames, opts.seed, indices=train)
     log(f"{name}: RGB texture from {len(train)} frames")
     t0 = time.perf_counter()
     built = rgb_texture_for_frames(body, frames, train, opts)
@@ -130,6 +135,8 @@ def evaluate_split(name, body, frames, train, test, opts, variants) -> dict:
             "seconds": round(rgb_seconds, 1),
         },
     }
+    if clothing is not None:
+        row["clothing"] = clothing
     for label, variant in variants:
         log(f"{name}: training {label} ({variant.steps} steps)")
         scores, seconds, losses = neural_run(body, frames, built, train, test, variant)

@@ -74,9 +74,11 @@ def test_merge_two_views_shares_shape(photos, tmp_path):
     result = create_avatar([photos["front"], photos["left"]], out, opts)
     avatar = load_avatar(out)
     assert len(avatar.views) == 2 and len(result.psnr) == 2
+    assert avatar.clothing_offsets is not None  # several photos: clothing offsets by default
     # the second view saw texels the first did not
     single = create_avatar([photos["front"]], tmp_path / "s.pt", opts)
     one = load_avatar(single.avatar)
+    assert one.clothing_offsets is None  # one photo: the plain body unless --clothing
     assert avatar.textures["filled"].float().mean() > one.textures["filled"].float().mean() + 0.02
     assert avatar.textures["known"].float().mean() > one.textures["known"].float().mean()
 

@@ -51,10 +51,11 @@ def register(app: typer.Typer) -> None:
         refine_steps=typer.Option(64, "--refine-steps", help="RGB refinement steps through the render."),
         fit_iters=typer.Option(400, "--fit-iters", help="Body-fitting iterations."),
         clothing=typer.Option(
-            False,
+            None,
             "--clothing/--no-clothing",
             help="Fit clothing offsets so the avatar's outline follows loose clothes and hair "
-            "(RGB and video avatars).",
+            "(RGB and video avatars; default: on for several photos and for video).",
+            show_default=False,
         ),
         overwrite=typer.Option(False, "--overwrite", help="Replace existing avatar files."),
         json_out=typer.Option(False, "--json", help="Print a JSON summary."),
@@ -96,7 +97,7 @@ def register(app: typer.Typer) -> None:
         uv_layout: str = common["uv_layout"],
         refine_steps: int = common["refine_steps"],
         fit_iters: int = common["fit_iters"],
-        clothing: bool = common["clothing"],
+        clothing: bool | None = common["clothing"],
         overwrite: bool = common["overwrite"],
         json_out: bool = common["json_out"],
     ) -> None:
@@ -118,7 +119,8 @@ def register(app: typer.Typer) -> None:
             vopts = VideoAvatarOptions(
                 every=every, max_frames=max_frames, steps=train_steps, pose_channels=pose_channels,
                 body=body, smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed,
-                overwrite=overwrite, temporal_smoothness=temporal_smoothness, clothing=clothing,
+                overwrite=overwrite, temporal_smoothness=temporal_smoothness,
+                clothing=True if clothing is None else clothing,
             )  # fmt: skip
             _run_video(video, output, vopts, device, json_out)
             return
@@ -189,7 +191,7 @@ def register(app: typer.Typer) -> None:
         uv_layout: str = common["uv_layout"],
         refine_steps: int = common["refine_steps"],
         fit_iters: int = common["fit_iters"],
-        clothing: bool = common["clothing"],
+        clothing: bool | None = common["clothing"],
         overwrite: bool = common["overwrite"],
         json_out: bool = common["json_out"],
     ) -> None:
@@ -210,7 +212,7 @@ def register(app: typer.Typer) -> None:
             vopts = VideoAvatarOptions(
                 steps=train_steps, pose_channels=pose_channels, body=body, max_frames=len(inputs),
                 smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed, overwrite=overwrite,
-                clothing=clothing,
+                clothing=True if clothing is None else clothing,
             )  # fmt: skip
             _run_video(
                 [str(p) for p in inputs], output or Path("out"), vopts, resolve_device(state.device), json_out

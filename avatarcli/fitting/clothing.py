@@ -137,6 +137,34 @@ def fit_clothing_offsets(
     return (offset.detach()[:, None] * direction).cpu()
 
 
+def clothe_body(
+    body,
+    shape: torch.Tensor,
+    poses: torch.Tensor,
+    transl: torch.Tensor,
+    cameras: Sequence[Camera],
+    masks: Sequence,
+    settings: ClothingSettings | None = None,
+    progress: Callable[[int, int], None] | None = None,
+):
+    """``body`` wearing offsets fitted to these views, and a report for the avatar's provenance:
+    the settings and each view's silhouette IoU before and after (same arguments as
+    :func:`fit_clothing_offsets`)."""
+    from avatarcli.body.clothed import ClothedBody
+
+    s = settings or ClothingSettings()
+    views = (shape, poses, transl, cameras, masks)
+    before = silhouette_iou(body, *views)
+    offsets = fit_clothing_offsets(body, *views, s, progress)
+    clothed = ClothedBody(body, offsets.to(body.skin_weights.device))
+    after = silhouette_iou(clothed, *views)
+    return clothed, {
+        "settings": s.as_dict(),
+        "silhouette_iou_before": [round(x, 4) for x in before],
+        "silhouette_iou_after": [round(x, 4) for x in after],
+    }
+
+
 def silhouette_iou(
     body, shape, poses, transl, cameras: Sequence[Camera], masks: Sequence, side: int = 256
 ) -> list[float]:

@@ -42,6 +42,8 @@ from avatarcli.errors import UserError
 ProgressFn = Callable[[str, int, int], None]
 
 METHODS = ("rgb", "dinar", "stylepeople")
+#: RGB avatars from at least this many photos get clothing offsets unless told otherwise
+CLOTHING_MIN_VIEWS = 2
 
 
 @dataclass
@@ -60,8 +62,9 @@ class CreateOptions:
     refine_steps: int = 64
     tau: float = 0.1
     uv_layout: str = "body"  # body | dinar | path of a DINAR smplx_data/ folder or .npz (RGB path)
-    #: RGB path: fit clothing offsets so the body's outline follows loose clothes and hair
-    clothing: bool = False
+    #: RGB path: fit clothing offsets so the body's outline follows loose clothes and hair;
+    #: None = this path's default (:meth:`wants_clothing`)
+    clothing: bool | None = None
     fit_iters: int = 400
     mask: str | None = None
     keypoints: str | None = None
@@ -82,7 +85,7 @@ class CreateOptions:
 
         if self.fill not in FILL_METHODS:
             raise UserError(f"unknown --fill {self.fill!r}; choose one of {', '.join(FILL_METHODS)}")
-        if self.clothing and self.method != "rgb":
+        if self.clothing is True and self.method != "rgb":
             raise UserError(f"--clothing applies to --method rgb; --method {self.method} uses the plain body")
         if self.uv_layout != "body":
             if self.method != "rgb":
@@ -92,6 +95,13 @@ class CreateOptions:
             from avatarcli.pipelines.neural_render import check_uv_layout_choice
 
             check_uv_layout_choice(self.uv_layout)  # missing weights / a bad file: before any work
+
+    def wants_clothing(self, views: int) -> bool:
+        """Whether ``views`` photos get clothing offsets (the RGB path's default: see
+        :data:`CLOTHING_MIN_VIEWS`)."""
+        if self.clothing is not None:
+            return self.clothing
+        return self.method == "rgb" and views >= CLOTHING_MIN_VIEWS
 
 
 @dataclass
@@ -146,30 +156,22 @@ def posed_view(body, fit, perception, device: torch.device):
 
 
 def clothe_body(body, fits, views, seed: int, device: torch.device, say: ProgressFn | None = None):
-    """The body with clothing offsets fitted to the views' masks, and a report for the provenance
-    (settings, silhouette IoU per view before and after)."""
-    from avatarcli.body.clothed import ClothedBody
-    from avatarcli.fitting.clothing import ClothingSettings, fit_clothing_offsets, silhouette_iou
+    """The body wearing clothing offsets fitted to the photos' masks, and the provenance report."""
+    from avatarcli.fitting.clothing import ClothingSettings
+    from avatarcli.fitting.clothing import clothe_body as clothe
 
     report = say or (lambda *_: None)
     params = [fit.body_params(device) for fit in fits]
-    shape = params[0][0]
-    poses = torch.cat([p[1] for p in params])
-    transl = torch.cat([p[2] for p in params])
-    cameras = [v.camera for v in views]
-    masks = [v.mask.reshape(v.mask.shape[-2:]).float() for v in views]
-    settings = ClothingSettings(seed=seed)
-    before = silhouette_iou(body, shape, poses, transl, cameras, masks)
-    offsets = fit_clothing_offsets(
-        body, shape, poses, transl, cameras, masks, settings, progress=lambda d, t: report("clothing", d, t)
+    return clothe(
+        body,
+        params[0][0],
+        torch.cat([p[1] for p in params]),
+        torch.cat([p[2] for p in params]),
+        [v.camera for v in views],
+        [v.mask.reshape(v.mask.shape[-2:]).float() for v in views],
+        ClothingSettings(seed=seed),
+        lambda done, total: report("clothing", done, total),
     )
-    clothed = ClothedBody(body, offsets.to(device))
-    after = silhouette_iou(clothed, shape, poses, transl, cameras, masks)
-    return clothed, {
-        "settings": settings.as_dict(),
-        "silhouette_iou_before": [round(x, 4) for x in before],
-        "silhouette_iou_after": [round(x, 4) for x in after],
-    }
 
 
 def texture_for_views(
@@ -272,7 +274,7 @@ def create_avatar(
         posed_view(body, fit, perception, device) for fit, perception in zip(fits, perceptions, strict=True)
     ]
     clothing_report = None
-    if opts.clothing and opts.method == "rgb":
+    if opts.wants_clothing(len(views)):
         body, clothing_report = clothe_body(body, fits, views, opts.seed, device, say)
         views = [posed_view(body, f, p, device) for f, p in zip(fits, perceptions, strict=True)]
         timings["clothing"] = time.perf_counter() - t0

@@ -321,30 +321,22 @@ def perceive_frames(paths: Sequence[Path], masks: Sequence[str | None], say: Pro
 
 # ------------------------------------------------------------------------------ texture + model
 def clothe_frames(body, frames: FittedFrames, seed: int = 0, say: ProgressFn | None = None, indices=None):
-    """The body with clothing offsets fitted to the chosen frames' masks (all by default), and a
-    report (settings, mean silhouette IoU before and after) for the provenance."""
-    from avatarcli.body.clothed import ClothedBody
-    from avatarcli.fitting.clothing import ClothingSettings, fit_clothing_offsets, silhouette_iou
+    """The body wearing clothing offsets fitted to the chosen frames' masks (all by default), and
+    the provenance report."""
+    from avatarcli.fitting.clothing import ClothingSettings, clothe_body
 
     report = say or (lambda *_: None)
     chosen = list(range(len(frames))) if indices is None else list(indices)
-    args = (
+    return clothe_body(
+        body,
         frames.shape,
         frames.poses[chosen],
         frames.transl[chosen],
         [frames.cameras[i] for i in chosen],
         [frames.masks[i].reshape(frames.masks[i].shape[-2:]) for i in chosen],
+        ClothingSettings(seed=seed),
+        lambda done, total: report("clothing", done, total),
     )
-    settings = ClothingSettings(seed=seed)
-    before = silhouette_iou(body, *args)
-    offsets = fit_clothing_offsets(body, *args, settings, progress=lambda d, t: report("clothing", d, t))
-    clothed = ClothedBody(body, offsets)
-    after = silhouette_iou(clothed, *args)
-    return clothed, {
-        "settings": settings.as_dict(),
-        "silhouette_iou_before": round(float(np.mean(before)), 4),
-        "silhouette_iou_after": round(float(np.mean(after)), 4),
-    }
 
 
 def rgb_texture_for_frames(
