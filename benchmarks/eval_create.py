@@ -10,9 +10,11 @@ Reports (issue #5 targets in brackets):
      per fill variant [≥ 18 dB]: octopus 0000 → 0004, iPER turn GIF frame 0 → back frame;
   4. time for one photo (after first-run caches) and peak memory [≤ 20 s, ≤ 4 GB].
 
-``--clothing`` fits clothing offsets (``avatar create --clothing``) from the views that give the
-texture only — never from a held-out or back view's mask — and also reports each case's
-silhouette IoU (avatar outline vs person mask) in the view it is scored in.
+Clothing offsets follow ``avatar create/merge``'s default (on for several photos, i.e. the
+leave-one-out merges; off for one photo); ``--clothing`` / ``--no-clothing`` force them on or
+off everywhere. They are fitted from the views that give the texture only — never from a
+held-out or back view's mask. Each case also reports its silhouette IoU (avatar outline vs
+person mask) in the view it is scored in.
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ def _fit(perceptions, body, iters: int, seed: int):
 
 def _dressed(body, fits, views, opts, texture_views):
     """The body for the texture: clothed from ``texture_views`` when ``opts.clothing``, else plain."""
-    if not opts.clothing:
+    if not opts.wants_clothing(len(texture_views)):
         return body
     from avatarcli.pipelines.create import clothe_body
 
@@ -259,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     body = load_body("anny")
     only = set(args.only or ("input", "loo", "back", "time"))
-    result: dict = {"fit_iters": iters, "refine_steps": opts.refine_steps, "clothing": opts.clothing}
+    clothing = {"input_view": opts.wants_clothing(1), "octopus_leave_one_out": opts.wants_clothing(7)}
+    result: dict = {"fit_iters": iters, "refine_steps": opts.refine_steps, "clothing": clothing}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         if "input" in only:
