@@ -194,3 +194,16 @@ def test_video_avatar_with_clothing(coat_photos, tmp_path):
     assert np.mean(report["silhouette_iou_after"]) > np.mean(report["silhouette_iou_before"]) + 0.03, report
     _, body = load_avatar_with_body(tmp_path / "v.pt", torch.device("cpu"))
     assert isinstance(body, ClothedBody)
+
+
+def test_clothing_defaults_per_path():
+    from avatarcli.pipelines.create import CreateOptions
+    from avatarcli.pipelines.video_avatar import VideoAvatarOptions
+
+    auto = CreateOptions()
+    assert not auto.wants_clothing(1) and auto.wants_clothing(2)  # merges wear clothes, one photo not
+    assert not CreateOptions(method="dinar").wants_clothing(4)  # neural paths keep the plain body
+    assert CreateOptions(clothing=True).wants_clothing(1) and not CreateOptions(
+        clothing=False
+    ).wants_clothing(3)
+    assert VideoAvatarOptions().clothing
