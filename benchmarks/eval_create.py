@@ -59,7 +59,7 @@ def _fit(perceptions, body, iters: int, seed: int):
 
 
 def _dressed(body, fits, views, opts, texture_views):
-    """The body for the texture: clothed from ``texture_views`` when ``opts.clothing``, else plain."""
+    """The body for the texture: clothed from ``texture_views`` where ``opts`` wants it, else plain."""
     if not opts.wants_clothing(len(texture_views)):
         return body
     from avatarcli.pipelines.create import clothe_body
@@ -248,7 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--refine-steps", type=int, default=64)
     parser.add_argument("--only", choices=("input", "loo", "back", "time"), action="append")
     parser.add_argument(
-        "--clothing", action="store_true", help="fit clothing offsets (avatar create --clothing)"
+        "--clothing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="force clothing offsets on/off",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
