@@ -172,6 +172,7 @@ def test_create_with_clothing_follows_the_coat(coat_photos, tmp_path):
     report = avatar.provenance["clothing"]
     assert report["silhouette_iou_after"][0] > report["silhouette_iou_before"][0] + 0.03, report
     assert avatar.clothing_offsets is not None and "clothing" in result.timings
+    assert result.clothing == report
     # the input view is drawn with the clothed body
     still = tmp_path / "still.png"
     assert main(["render", str(out), "-o", str(still), "--view", "input", "--pose", "input"]) == 0

@@ -115,6 +115,8 @@ class CreateResult:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    #: clothing offsets' report (silhouette IoU per view before/after), None without them
+    clothing: dict | None = None
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -353,6 +355,7 @@ def create_avatar(
         warnings=warnings,
         seconds=round(time.perf_counter() - t_start, 2),
         timings={k: round(v, 2) for k, v in timings.items()},
+        clothing=clothing_report,
     )
 
 
