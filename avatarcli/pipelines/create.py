@@ -42,7 +42,9 @@ from avatarcli.errors import UserError
 ProgressFn = Callable[[str, int, int], None]
 
 METHODS = ("rgb", "dinar", "stylepeople")
-#: RGB avatars from at least this many photos get clothing offsets unless told otherwise
+#: RGB avatars from at least this many photos get clothing offsets unless told otherwise.
+#: Octopus leave-one-out (merge 7, render the 8th): 26.19 → 26.50 dB mean, every fold better;
+#: from one photo the outline says too little (input view pifu_ryota 28.4 → 27.3 dB), so off.
 CLOTHING_MIN_VIEWS = 2
 
 
