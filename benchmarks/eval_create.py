@@ -124,13 +124,9 @@ def eval_octopus_loo(body, opts, iters: int) -> list[dict]:
     for k in range(8):
         train = [i for i in range(8) if i != k]
         dressed = _dressed(body, fits, views, opts, train)
-        posed = (
-            views
-            if dressed is body
-            else [
-                posed_view(dressed, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)
-            ]
-        )
+        posed = [
+            posed_view(dressed, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)
+        ]
         built, _ = texture_for_views(dressed, shape, [posed[i] for i in train], opts)
         v = posed[k]
         with torch.no_grad():

@@ -25,7 +25,7 @@ class ClothedBody(BodyModel):
 
     def __init__(self, base: BodyModel, offsets: torch.Tensor) -> None:
         super().__init__()
-        if offsets.dim() != 2 or tuple(offsets.shape) != (base.num_vertices, 3):
+        if tuple(offsets.shape) != (base.num_vertices, 3):
             raise ValueError(
                 f"clothing offsets must be ({base.num_vertices}, 3) for the {base.name} body, "
                 f"got {tuple(offsets.shape)}"
@@ -85,12 +85,8 @@ class ClothedBody(BodyModel):
 def posed_offsets(
     offsets: torch.Tensor, skin_weights: torch.Tensor, joint_transforms: torch.Tensor
 ) -> torch.Tensor:
-    """Rest-frame offsets (V, 3) (or (B, V, 3)) rotated by each vertex's blended joint rotation.
-
-    ``joint_transforms`` (B, 55, 4, 4) from :class:`BodyOutput`; returns (B, V, 3).
-    """
+    """Rest-frame offsets (V, 3) rotated by each vertex's blended joint rotation: (B, V, 3) for
+    the ``joint_transforms`` (B, 55, 4, 4) of a :class:`BodyOutput`."""
     rotations = joint_transforms[..., :3, :3]  # (B, J, 3, 3)
     blended = torch.einsum("vj,bjkl->bvkl", skin_weights.to(rotations), rotations)
-    if offsets.dim() == 2:
-        offsets = offsets.unsqueeze(0)
-    return torch.einsum("bvkl,bvl->bvk", blended, offsets.to(rotations).expand(rotations.shape[0], -1, -1))
+    return torch.einsum("bvkl,vl->bvk", blended, offsets.to(rotations))

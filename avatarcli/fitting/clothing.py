@@ -171,11 +171,14 @@ def silhouette_iou(
     """IoU of each posed body's hard silhouette with its mask (at ``side`` px), for reports."""
     from avatarcli.render.rasterizer import rasterize
 
+    device = body.skin_weights.device
     out = []
     with torch.no_grad():
         for i, (camera, mask) in enumerate(zip(cameras, masks, strict=True)):
-            small_cam, small = _small_mask(mask, camera, side)
-            vertices = body(shape=shape, pose=poses[i : i + 1], transl=transl[i : i + 1]).vertices
+            small_cam, small = _small_mask(mask, camera.to(device), side)
+            vertices = body(
+                shape=shape.to(device), pose=poses[i : i + 1].to(device), transl=transl[i : i + 1].to(device)
+            ).vertices
             covered = rasterize(vertices, body.faces, small_cam).mask[0]
             person = small > 0.5
             union = float((covered | person).sum())

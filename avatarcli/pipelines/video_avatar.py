@@ -677,11 +677,9 @@ def create_video_avatar(
     say("score", 0, 1)
     scores = score_frames(model, body, _frames_to(frames, device), range(len(frames)))
     avatar = _avatar(
-        body, frames, model, rgb_texture, known, opts, frame_hashes, frame_list, state, perceptual_name(lpips)
-    )
-    if clothing_report is not None:
-        avatar.clothing_offsets = body.offsets.cpu()
-        avatar.provenance["clothing"] = clothing_report
+        body, frames, model, rgb_texture, known, opts, frame_hashes, frame_list, state,
+        perceptual_name(lpips), clothing_report,
+    )  # fmt: skip
     from avatarcli.avatar_file import save_avatar
 
     save_avatar(avatar, target, overwrite=opts.overwrite)
@@ -736,8 +734,9 @@ def _to_cpu(value):
 
 
 def _avatar(
-    body, frames: FittedFrames, model, rgb_texture, known, opts, hashes, frame_list, state, perceptual
-):
+    body, frames: FittedFrames, model, rgb_texture, known, opts, hashes, frame_list, state, perceptual,
+    clothing_report=None,
+):  # fmt: skip
     from avatarcli.avatar_file import Avatar
     from avatarcli.nets.video_renderer import renderer_record
 
@@ -781,7 +780,9 @@ def _avatar(
             "train_steps": state.step,
             "perceptual": perceptual,
             "fit_quality": json.loads(json.dumps(frames.quality, default=_json_default)),
+            **({"clothing": clothing_report} if clothing_report is not None else {}),
         },
+        clothing_offsets=body.offsets.cpu() if clothing_report is not None else None,
     )
 
 
