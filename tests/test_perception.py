@@ -303,3 +303,41 @@ def test_big_photo_is_detected_downscaled_and_mapped_back(tmp_path):
     seen = (small.keypoints[:, 2] > 0.5) & (big.keypoints[:, 2] > 0.5)
     err = np.linalg.norm(big.keypoints[seen, :2] / 4 - small.keypoints[seen, :2], axis=1)
     assert np.median(err) < 3.0  # same points, in the big image's pixels
+
+
+def test_native_log_lines_are_dropped_and_everything_else_kept():
+    from avatarcli.perception.native_logs import filter_native_logs
+
+    captured = (
+        b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+        b"WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+        b"W0000 00:00:1795237845.724146   12965 inference_feedback_manager.cc:114] Feedback manager...\n"
+        b"I0000 00:00:1795237845.9   12 gl_context.cc:369] GL version: 3.2\n"
+        b"\x1b[2K  perception \xe2\x94\x81\xe2\x94\x81 1/1\r\n"
+        b"E0000 00:00:1795237845.9   12 graph.cc:12] a real native error\n"
+        b"UserWarning: something Python said\n"
+    )
+    assert filter_native_logs(captured) == (
+        b"\x1b[2K  perception \xe2\x94\x81\xe2\x94\x81 1/1\r\n"
+        b"E0000 00:00:1795237845.9   12 graph.cc:12] a real native error\n"
+        b"UserWarning: something Python said\n"
+    )
+
+
+def test_quiet_native_logs_filters_descriptor_2_itself():
+    """Native code writes to fd 2 directly, bypassing sys.stderr: check at the descriptor level
+    in a child process (pytest's own capture would otherwise be in the way)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys\n"
+        "from avatarcli.perception.native_logs import quiet_native_logs\n"
+        "with quiet_native_logs():\n"
+        "    os.write(2, b'W0000 00:00:1.5   7 x.cc:1] noise\\n')\n"
+        "    sys.stderr.write('progress 1/1\\n')\n"
+        "    os.write(2, b'E0000 00:00:1.5   7 x.cc:2] kept\\n')\n"
+        "sys.stderr.write('after\\n')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True)
+    assert done.stderr.decode().splitlines() == ["progress 1/1", "E0000 00:00:1.5   7 x.cc:2] kept", "after"]

@@ -51,9 +51,6 @@ def _landmarks(
 
 
 def _run_holistic(rgb: np.ndarray):
-    import os
-
-    os.environ.setdefault("GLOG_minloglevel", "2")  # mediapipe's C++ logging floods the terminal
     import mediapipe as mp
 
     with mp.solutions.holistic.Holistic(
@@ -141,6 +138,13 @@ def _detect_in_crop(rgb: np.ndarray, box: tuple[int, int, int, int]) -> Detectio
 
 def detect_person(rgb: np.ndarray) -> Detection | None:
     """Find the main person in an RGB uint8 image; None when nobody is found."""
+    from avatarcli.perception.native_logs import quiet_native_logs
+
+    with quiet_native_logs():  # mediapipe's C++ info/warning lines would flood the terminal
+        return _detect_person(rgb)
+
+
+def _detect_person(rgb: np.ndarray) -> Detection | None:
     height, width = rgb.shape[:2]
     small, _ = downscale_for_detection(rgb)
     result = _run_holistic(small)
