@@ -162,3 +162,27 @@ def test_build_rgb_texture_from_front_and_back_views(body, maps):
     assert float(psnr(two.texture, truth, two.seen)[0]) > 25.0
     with pytest.raises(ValueError):
         build_rgb_texture(body, views, fill_method="blur", maps=maps)
+
+
+def test_refinement_crops_each_photo_to_its_person_without_changing_what_it_sees(body, maps):
+    """The refinement renders only a window around the person; its renders there equal the full
+    frame's, and photos of different sizes are refined together in one batch."""
+    from avatarcli.render import Camera, render_textured
+    from avatarcli.texture.build import TextureView, refinement_views
+
+    truth = _texture(maps, {"head": (0.8, 0.6, 0.5)}) * maps.mask
+    vertices = body.rest().vertices
+    views = []
+    for yaw, size in ((0, 256), (90, 320)):
+        camera = Camera.orbit(center=(0.3, 0.0, 0.0), distance=4.0, yaw_deg=yaw, focal_px=300, size=size)
+        photo, mask = render_textured(vertices, body.faces, body.uv, body.uv_faces, truth, camera)
+        views.append(TextureView(vertices, camera, photo, mask[:, 0] > 0.5))
+    cropped = refinement_views(views)
+    assert len({tuple(v.image.shape[-2:]) for v in cropped}) == 1  # one batch
+    height, width = cropped[0].image.shape[-2:]
+    assert height * width < 0.5 * 256 * 256  # most of the frame was background
+    for full, crop in zip(views, cropped, strict=True):
+        assert int(crop.mask.sum()) == int(full.mask.sum())  # every person pixel is kept
+        render, cover = textured_render_fn(body, crop.vertices, crop.camera)
+        assert crop.mask.dtype == torch.bool and torch.equal(cover[:, 0] > 0.5, crop.mask)
+        assert torch.allclose(render(truth[None]) * cover, crop.image * cover, atol=1e-4)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 
 from avatarcli.texture.body_maps import (
     BodyTexelMaps,
@@ -66,9 +67,9 @@ def build_rgb_texture(
 
     The texture is in the UV layout of ``maps``; without ``maps`` they are built in ``layout``
     (default: the body's own layout). Refinement (``refine_steps`` > 0) fits the texture to all
-    views at once when their images share one size, otherwise to the first view only (as
-    DINAR, which is single-view). ``lpips`` (an :class:`avatarcli.nets.lpips.LPIPS`) makes the
-    refinement's perceptual term LPIPS instead of SSIM; ``stats["refine_perceptual"]`` says which.
+    views at once, each photo cropped to a window around its person (:func:`refinement_views`).
+    ``lpips`` (an :class:`avatarcli.nets.lpips.LPIPS`) makes the refinement's perceptual term
+    LPIPS instead of SSIM; ``stats["refine_perceptual"]`` says which.
     """
     if not views:
         raise ValueError("at least one view is needed to build a texture")
@@ -113,11 +114,61 @@ def build_rgb_texture(
     return RGBTexture(padded, seen & maps.mask, exact & maps.mask, merged.view_cos[0].cpu(), stats)
 
 
+#: pixels kept around the person when the refinement crops the photos (≥ the SSIM window)
+REFINE_CROP_MARGIN = 16
+
+
+def person_window(view: TextureView, margin: int = REFINE_CROP_MARGIN) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) around the person mask and the projected body, plus ``margin``,
+    clamped to the image: the only pixels the refinement's masked losses can see."""
+    height, width = view.image.shape[-2:]
+    pixels, _ = view.camera.project(view.vertices.reshape(1, -1, 3).to(view.camera.K))
+    xs, ys = [pixels[0, :, 0].detach()], [pixels[0, :, 1].detach()]
+    rows, cols = torch.nonzero(view.mask.reshape(height, width) > 0.5, as_tuple=True)
+    if rows.numel():
+        xs.append(cols.to(xs[0]))
+        ys.append(rows.to(ys[0]))
+    x, y = torch.cat(xs), torch.cat(ys)
+    left = max(0, int(x.min().floor()) - margin)
+    top = max(0, int(y.min().floor()) - margin)
+    right = min(width, int(x.max().ceil()) + 1 + margin)
+    bottom = min(height, int(y.max().ceil()) + 1 + margin)
+    if right <= left or bottom <= top:  # the body projects outside the photo: keep it whole
+        return 0, 0, width, height
+    return left, top, right, bottom
+
+
+def crop_view(view: TextureView, left: int, top: int, width: int, height: int) -> TextureView:
+    """``view`` seen through the window (left, top, width, height); outside the photo the window
+    is zero-padded (image black, mask empty), so windows of one size fit photos of any size."""
+    img_h, img_w = view.image.shape[-2:]
+    pad = (max(0, -left), max(0, left + width - img_w), max(0, -top), max(0, top + height - img_h))
+    x0, y0 = left + pad[0], top + pad[2]
+
+    def window(t: torch.Tensor) -> torch.Tensor:
+        return F.pad(t, pad)[..., y0 : y0 + height, x0 : x0 + width]
+
+    mask = window(view.mask.reshape(1, 1, img_h, img_w).float()).reshape(1, height, width).to(view.mask.dtype)
+    return TextureView(view.vertices, view.camera.crop(left, top, width, height), window(view.image), mask)
+
+
+def refinement_views(views: Sequence[TextureView]) -> list[TextureView]:
+    """The views cropped to windows of one common size around each person.
+
+    One common size lets the refinement batch photos of different sizes (a portrait and a
+    landscape phone photo are refined together instead of only the first), and pixels away from
+    the person, which carry no loss, are no longer rasterised and textured every step.
+    """
+    boxes = [person_window(v) for v in views]
+    width = max(r - l for l, _, r, _ in boxes)
+    height = max(b - t for _, t, _, b in boxes)
+    return [crop_view(v, l, t, width, height) for v, (l, t, _, _) in zip(views, boxes, strict=True)]
+
+
 def _refine(
     body, views, texture, seen, view_cos, steps, lr, maps: BodyTexelMaps, lpips=None
 ) -> tuple[torch.Tensor, int, str]:
-    sizes = {tuple(v.image.shape[-2:]) for v in views}
-    chosen = list(views) if len(sizes) == 1 else [views[0]]
+    chosen = refinement_views(views)
     device = chosen[0].image.device
     layout = maps if maps.uv is not None else None
     renders = [textured_render_fn(body, v.vertices, v.camera, layout=layout) for v in chosen]
