@@ -14,7 +14,7 @@ from avatarcli.texture.texel_graph import build_texel_graph
 SIZE = 64
 
 
-def _cylinder(size=SIZE, rows=(4, 60), cols=(4, 60), radius=None, top=1.3):
+def _cylinder(size=SIZE, rows=(4, 60), cols=(4, 60), radius=None, top=1.3, spacing=0.01):
     """A torso-like cylinder (axis y, facing +Z) unwrapped into one UV island, seam at the back.
 
     Returns positions (T,T,3), normals (T,T,3), mask (T,T), angle (T,T).
@@ -26,7 +26,6 @@ def _cylinder(size=SIZE, rows=(4, 60), cols=(4, 60), radius=None, top=1.3):
     r0, r1 = rows
     c0, c1 = cols
     width = c1 - c0
-    spacing = 0.01
     radius = radius or width * spacing / (2 * math.pi)
     for c in range(c0, c1):
         theta = -math.pi + 2 * math.pi * (c - c0 + 0.5) / width  # ±π at the back, 0 at the front
@@ -180,3 +179,34 @@ def test_method_names():
     for bad in ("mirror", "harmonic+mirror", "blur+harmonic", "mirror+mirror+harmonic"):
         with pytest.raises(ValueError):
             parse_fill_method(bad)
+
+
+def test_back_fill_low_pass_covers_the_same_body_area_at_any_texture_size(monkeypatch):
+    """The front→back copy averages a fixed patch of body, not a fixed number of texels: the
+    same cylinder at twice the texture size gets the same back colours."""
+    import avatarcli.texture.fill as fill
+
+    monkeypatch.setattr(fill, "_BACK_NEIGHBOURS", 48)
+    monkeypatch.setattr(fill, "_BACK_NEIGHBOURS_TEXTURE", 64)
+
+    def back_colours(size: int) -> torch.Tensor:
+        scale = size // 64
+        positions, normals, mask, _ = _cylinder(
+            size, rows=(4 * scale, 60 * scale), cols=(4 * scale, 60 * scale), spacing=0.01 / scale
+        )
+        red = (torch.sin(positions[..., 0] * (2 * math.pi / 0.06)) > 0).float()  # 6 cm stripes
+        truth = torch.stack([red, torch.zeros_like(red), 1 - red]) * mask
+        known = mask & (normals[..., 2] > 0.2)
+        graph = build_texel_graph(positions, mask, normals, torch.ones_like(mask, dtype=torch.long))
+        filled = fill_unseen_texels(truth * known, known, graph, "back+harmonic", head_parts=[])
+        if scale > 1:  # back onto the 64² grid: the mean of each scale × scale block
+            filled = torch.nn.functional.avg_pool2d(filled[None], scale)[0]
+        return filled
+
+    _, normals, mask, _ = _cylinder()
+    back = mask & (normals[..., 2] < -0.5)
+    coarse, fine = back_colours(64), back_colours(128)
+    same_area = (coarse - fine)[:, back].abs().mean()
+    monkeypatch.setattr(fill, "_back_stride", lambda graph: 1)  # a fixed number of texels
+    fixed_count = (coarse - back_colours(128))[:, back].abs().mean()
+    assert same_area < 0.5 * fixed_count

@@ -36,7 +36,11 @@ _MATCH_FACTOR = 3.0
 # Low-pass size of the front→back copy: mean over this many nearest front texels. One-shot back
 # view (front photo → back photo, PSNR): 32 → octopus 24.5 / iPER 17.1 dB, 128 → 25.2 / 17.2,
 # 512 → 26.2 / 17.0: a print on the front says little about the back, its colour does.
+# The count is in texels of a 256² texture; a larger texture averages every (T/256)²-th front
+# texel instead, so the low-pass covers the same patch of body (octopus 0000 → 0004 at 512²:
+# 25.1 dB with 512 of its own, finer texels).
 _BACK_NEIGHBOURS = 512
+_BACK_NEIGHBOURS_TEXTURE = 256
 # Top fraction of the head's height whose seen colour stands for the hair.
 _HAIR_TOP_FRACTION = 0.2
 # A copied patch may drift from its guide over about this surface distance (metres) to meet the
@@ -120,12 +124,19 @@ def _back_copy(
         source = np.flatnonzero(in_part & ~facing_back & known)
         if source.size == 0:
             continue
+        source = source[:: _back_stride(graph)]
         k = min(_BACK_NEIGHBOURS, source.size)
         _, nearest = cKDTree(graph.positions[source][:, :2]).query(graph.positions[target][:, :2], k=k)
         nearest = nearest.reshape(target.size, k)
         values[target] = colours[source[nearest]].mean(axis=1)
         found[target] = True
     return values, found
+
+
+def _back_stride(graph: TexelGraph) -> int:
+    """Every how many front texels the back copy averages, so it spans the same body area at
+    any texture size (1 at 256²; 4 at 512²)."""
+    return max(1, round((graph.texture_size / _BACK_NEIGHBOURS_TEXTURE) ** 2))
 
 
 def _poisson_solve(
