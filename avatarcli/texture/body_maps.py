@@ -25,6 +25,7 @@ from typing import Protocol
 
 import torch
 
+from avatarcli.texture.hands import hand_guard_mask
 from avatarcli.texture.occlusion import occlusion_boundary_mask, pad_texture_islands, part_colormap_texture
 from avatarcli.texture.sampling import SampledTexture, sample_rgb_texture
 from avatarcli.texture.texel_graph import TexelGraph, build_texel_graph
@@ -109,16 +110,19 @@ def sample_view(
     surface_jump_filter: bool = True,
     min_cos: float = 0.2,
     border_rule: str = "per_axis",
+    hands: torch.Tensor | None = None,
 ) -> tuple[SampledTexture, torch.Tensor]:
     """Sample one photo into UV space (the layout of ``maps``) through the fitted mesh.
 
     ``vertices`` (1, V, 3) posed world-space mesh, ``camera`` an :class:`avatarcli.render.Camera`
     of the photo's size, ``image`` (1, 3, H, W) in [0, 1], ``mask`` the person (1, H, W).
-    Returns the sampled texture and the occlusion-boundary pixels that were skipped (all False
-    when ``detect_occlusion`` is off). ``surface_jump_filter=False`` gives DINAR's plain
-    colormap detector, which also drops the borders between connected parts.
+    Returns the sampled texture and the occluded pixels that were skipped (all False when
+    ``detect_occlusion`` is off). ``surface_jump_filter=False`` gives DINAR's plain colormap
+    detector, which also drops the borders between connected parts. ``hands`` (2, H, W), the
+    detected hands (:func:`avatarcli.texture.hands.hand_regions`), adds the hand guard
+    (:func:`~avatarcli.texture.hands.hand_guard_mask`) to the detector.
     """
-    from avatarcli.render import rasterize, render_uv, sample_texture, view_cosine
+    from avatarcli.render import rasterize, render_part_ids, render_uv, sample_texture, view_cosine
 
     if vertices.dim() == 2:
         vertices = vertices[None]
@@ -131,6 +135,8 @@ def sample_view(
         if surface_jump_filter:
             rest = sample_texture(maps.rest_texture.to(uv.device), uv, fragments.mask)
         occluded = occlusion_boundary_mask(colours, fragments.mask, rest_positions=rest)
+        if hands is not None:
+            occluded = occluded | hand_guard_mask(render_part_ids(fragments, body.part_ids), hands)
     else:
         occluded = torch.zeros_like(fragments.mask)
     sampled = sample_rgb_texture(
