@@ -100,6 +100,7 @@ def eval_input_views(body, opts, iters: int) -> list[dict]:
                 "photo": name,
                 "psnr": round(psnr, 2),
                 "ssim": round(ssim, 4),
+                "texture_size": built.stats["texture_size"],
                 "fit_iou": fit.quality.get("silhouette_iou"),
                 "kp_err_pct": fit.quality.get("keypoint_error_pct"),
                 "seconds": round(time.perf_counter() - t0, 1),
@@ -141,6 +142,7 @@ def eval_octopus_loo(body, opts, iters: int) -> list[dict]:
                 "psnr": round(float(psnr(img, v.image, region)), 2),
                 "ssim": round(float(ssim(img, v.image, region)), 4),
                 "iou": _outline_iou(cover, v.mask),
+                "texture_size": built.stats["texture_size"],
             }
         )
     return rows
@@ -209,6 +211,7 @@ def eval_back_view(body, opts, iters: int, tmp: Path) -> list[dict]:
                     "psnr": round(float(psnr(img, back.image, region)), 2),
                     "ssim": round(float(ssim(img, back.image, region)), 4),
                     "iou": _outline_iou(cover, back.mask),
+                    "texture_size": built.stats["texture_size"],
                 }
             )
     return rows
@@ -242,6 +245,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer iterations and only some photos")
     parser.add_argument("--fit-iters", type=int, default=400)
     parser.add_argument("--refine-steps", type=int, default=64)
+    parser.add_argument(
+        "--texture-size",
+        type=lambda text: None if text == "auto" else int(text),
+        default=None,
+        help="256, 512, 1024 or auto (default, as avatar create)",
+    )
     parser.add_argument("--only", choices=("input", "loo", "back", "time"), action="append")
     parser.add_argument(
         "--clothing",
@@ -256,12 +265,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     iters = 100 if args.quick else args.fit_iters
     opts = CreateOptions(
-        refine_steps=16 if args.quick else args.refine_steps, fit_iters=iters, clothing=args.clothing
+        refine_steps=16 if args.quick else args.refine_steps,
+        fit_iters=iters,
+        clothing=args.clothing,
+        texture_size=args.texture_size,
     )
     body = load_body("anny")
     only = set(args.only or ("input", "loo", "back", "time"))
     clothing = {"input_view": opts.wants_clothing(1), "octopus_leave_one_out": opts.wants_clothing(7)}
-    result: dict = {"fit_iters": iters, "refine_steps": opts.refine_steps, "clothing": clothing}
+    result: dict = {
+        "fit_iters": iters,
+        "refine_steps": opts.refine_steps,
+        "clothing": clothing,
+        "texture_size": opts.texture_size or "auto",
+    }
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         if "input" in only:
@@ -280,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in result["input_view"]:
             iou = r["fit_iou"] if r["fit_iou"] is not None else float("nan")
             print(
-                f"  {r['photo']:14s} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}  fit IoU {iou:.3f}  "
+                f"  {r['photo']:14s} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}  {r['texture_size']}²  "
+                f"fit IoU {iou:.3f}  "
                 f"kp err {r['kp_err_pct']:.2f} %  {r['seconds']:.0f} s"
             )
     if result.get("octopus_leave_one_out"):
@@ -288,13 +306,14 @@ def main(argv: list[str] | None = None) -> int:
         for r in result["octopus_leave_one_out"]:
             print(
                 f"  held out {r['held_out']}: PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}  IoU {r['iou']:.3f}"
+                f"  {r['texture_size']}²"
             )
     if result.get("one_shot_back"):
         print("one-shot back view (texture from the front only)  [target ≥ 18 dB]")
         for r in result["one_shot_back"]:
             print(
                 f"  {r['case']:20s} {r['fill']:22s} PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.3f}"
-                f"  IoU {r['iou']:.3f}"
+                f"  IoU {r['iou']:.3f}  {r['texture_size']}²"
             )
     if result.get("time_one_photo"):
         t = result["time_one_photo"]

@@ -41,6 +41,7 @@ def test_create_one_photo_cli_json(photos, tmp_path, capsys):
     avatar = load_avatar(out)
     assert avatar.body_backend == "anny" and avatar.textures["rgb"].shape == (256, 256, 3)
     assert avatar.provenance["seed"] == 3 and avatar.views[0]["width"] == 192
+    assert avatar.provenance["texture_size"] == 256  # auto: a 288-px photo's person is small
     assert (tmp_path / "a_preview.png").exists()
     # the input view can be reproduced: avatar render --view input --pose input
     still = tmp_path / "still.png"
@@ -249,3 +250,29 @@ def test_ctrl_c_mid_batch_keeps_finished_avatars(photos, tmp_path, monkeypatch):
     summary = json.loads((out / "summary.json").read_text())
     assert [i["status"] for i in summary] == ["created"]
     assert not (out / "left.pt").exists() and not list(out.glob(".*part*"))
+
+
+def test_texture_size_auto_follows_the_person_height(photos, tmp_path, capsys):
+    import torch
+
+    from avatarcli.render import Camera
+    from avatarcli.texture.build import AUTO_TEXTURE_SIZE_FROM_HEIGHT_PX, TextureView, auto_texture_size
+
+    def view(person_rows: int) -> TextureView:
+        mask = torch.zeros(1, 900, 300, dtype=torch.bool)
+        mask[0, 50 : 50 + person_rows, 100:200] = True
+        camera = Camera.orbit(center=(0.0, 0.0, 0.0), distance=3.0, yaw_deg=0, focal_px=400, size=300)
+        return TextureView(torch.zeros(1, 10, 3), camera, torch.zeros(1, 3, 900, 300), mask)
+
+    tall = AUTO_TEXTURE_SIZE_FROM_HEIGHT_PX
+    assert auto_texture_size([view(440)]) == 256  # DINAR's crop: 256²
+    assert auto_texture_size([view(tall)]) == 512
+    assert auto_texture_size([view(300), view(tall + 100)]) == 512  # the tallest view decides
+    # an explicit size wins; a bad one is one clear line
+    out = tmp_path / "big.pt"
+    args = ["create", str(photos["front"]), "-o", str(out), "--texture-size", "512", *FAST]
+    assert main(args) == 0
+    assert load_avatar(out).textures["rgb"].shape == (512, 512, 3)
+    capsys.readouterr()
+    assert main(["create", str(photos["front"]), "-o", str(tmp_path / "x.pt"), "--texture-size", "big"]) == 2
+    assert "--texture-size must be auto, 256, 512 or 1024" in capsys.readouterr().err

@@ -14,6 +14,29 @@ def _options(**kw):
     return CreateOptions(seed=state.seed, **kw)
 
 
+def _texture_size(text: str) -> int | None:
+    """``--texture-size``: "auto" (None: chosen from the person's size) or a number of texels."""
+    from avatarcli.errors import UserError
+
+    if text.strip().lower() == "auto":
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"--texture-size must be auto, 256, 512 or 1024, not {text!r}") from None
+
+
+def _video_options(texture_size: int | None, **kw):
+    """Video avatars keep their own default texture size unless one is given."""
+    from avatarcli.pipelines.video_avatar import VideoAvatarOptions
+
+    return (
+        VideoAvatarOptions(**kw)
+        if texture_size is None
+        else VideoAvatarOptions(texture_size=texture_size, **kw)
+    )
+
+
 def _stage_progress(bar):
     tasks: dict[str, int] = {}
 
@@ -37,7 +60,11 @@ def register(app: typer.Typer) -> None:
         smplx_dir=typer.Option(
             None, "--smplx-dir", help="Folder with SMPL-X model files (for --body smplx)."
         ),
-        texture_size=typer.Option(256, "--texture-size", help="UV texture size: 256, 512 or 1024."),
+        texture_size=typer.Option(
+            "auto",
+            "--texture-size",
+            help="UV texture size: 256, 512, 1024, or auto (256; 512 when the person is ≥ 512 px tall).",
+        ),
         no_occlusion=typer.Option(
             False, "--no-occlusion", help="Do not mask occlusion edges before sampling."
         ),
@@ -91,7 +118,7 @@ def register(app: typer.Typer) -> None:
         max_seconds: float = common["max_seconds"],
         body: str = common["body"],
         smplx_dir: Path = common["smplx_dir"],
-        texture_size: int = common["texture_size"],
+        texture_size: str = common["texture_size"],
         no_occlusion: bool = common["no_occlusion"],
         fill: str = common["fill"],
         uv_layout: str = common["uv_layout"],
@@ -109,14 +136,14 @@ def register(app: typer.Typer) -> None:
 
         seed_everything(state.seed)
         device = resolve_device(state.device)
+        size = _texture_size(texture_size)
         if video is not None:
             if photos:
                 raise UserError("give either photos or --video, not both")
             if uv_layout != "body":
                 raise UserError("--uv-layout applies to photo avatars (--method rgb), not to --video")
-            from avatarcli.pipelines.video_avatar import VideoAvatarOptions
-
-            vopts = VideoAvatarOptions(
+            vopts = _video_options(
+                size,
                 every=every, max_frames=max_frames, steps=train_steps, pose_channels=pose_channels,
                 body=body, smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed,
                 overwrite=overwrite, temporal_smoothness=temporal_smoothness,
@@ -130,7 +157,7 @@ def register(app: typer.Typer) -> None:
         opts = _options(
             method=method, dinar_steps=steps, sp_image_size=sp_size, max_seconds=max_seconds, body=body,
             smplx_dir=str(smplx_dir) if smplx_dir else None,
-            texture_size=texture_size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
+            texture_size=size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
             uv_layout=uv_layout, fit_iters=fit_iters, mask=str(mask) if mask else None,
             keypoints=str(keypoints) if keypoints else None, fits=[str(f) for f in fit] if fit else None,
             overwrite=overwrite, clothing=clothing,
@@ -185,7 +212,7 @@ def register(app: typer.Typer) -> None:
         max_seconds: float = common["max_seconds"],
         body: str = common["body"],
         smplx_dir: Path = common["smplx_dir"],
-        texture_size: int = common["texture_size"],
+        texture_size: str = common["texture_size"],
         no_occlusion: bool = common["no_occlusion"],
         fill: str = common["fill"],
         uv_layout: str = common["uv_layout"],
@@ -202,14 +229,15 @@ def register(app: typer.Typer) -> None:
 
         seed_everything(state.seed)
         inputs = expand_inputs(photos)
+        size = _texture_size(texture_size)
         if neural:
             from avatarcli.errors import UserError
-            from avatarcli.pipelines.video_avatar import VideoAvatarOptions
 
             if uv_layout != "body":
                 raise UserError("--uv-layout applies to --method rgb, not to --neural")
 
-            vopts = VideoAvatarOptions(
+            vopts = _video_options(
+                size,
                 steps=train_steps, pose_channels=pose_channels, body=body, max_frames=len(inputs),
                 smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed, overwrite=overwrite,
                 clothing=True if clothing is None else clothing,
@@ -221,7 +249,7 @@ def register(app: typer.Typer) -> None:
         opts = _options(
             method=method, dinar_steps=steps, sp_image_size=sp_size, max_seconds=max_seconds, body=body,
             smplx_dir=str(smplx_dir) if smplx_dir else None,
-            texture_size=texture_size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
+            texture_size=size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
             uv_layout=uv_layout, fit_iters=fit_iters, tau=tau, overwrite=overwrite, clothing=clothing,
         )  # fmt: skip
         with progress() as bar:

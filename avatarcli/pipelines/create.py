@@ -58,7 +58,7 @@ class CreateOptions:
     max_seconds: float | None = None  # StylePeople: stop the staged optimisation after this long
     body: str = "anny"
     smplx_dir: str | None = None
-    texture_size: int = 256
+    texture_size: int | None = None  # RGB path: 256, 512, 1024; None = from the person's size
     occlusion: bool = True
     fill: str = "mirror+back+harmonic"
     refine_steps: int = 64
@@ -77,8 +77,8 @@ class CreateOptions:
     def check(self) -> None:
         if self.method not in METHODS:
             raise UserError(f"unknown --method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if self.texture_size not in (256, 512, 1024):
-            raise UserError(f"--texture-size must be 256, 512 or 1024, not {self.texture_size}")
+        if self.texture_size not in (None, 256, 512, 1024):
+            raise UserError(f"--texture-size must be auto, 256, 512 or 1024, not {self.texture_size}")
         if self.tau <= 0:
             raise UserError("--tau must be positive")
         if self.refine_steps < 0 or self.fit_iters < 1:
@@ -149,14 +149,17 @@ def default_output(inputs: Sequence[str | os.PathLike], output: str | os.PathLik
 
 
 def posed_view(body, fit, perception, device: torch.device):
-    """A :class:`~avatarcli.texture.build.TextureView`: the photo with its fitted body and camera."""
+    """A :class:`~avatarcli.texture.build.TextureView`: the photo with its fitted body and camera,
+    and the detected hands for the sampler's hand guard."""
     from avatarcli.texture.build import TextureView
+    from avatarcli.texture.hands import hand_regions
 
     s, p, t = fit.body_params(device)
     with torch.no_grad():
         verts = body(shape=s, pose=p, transl=t).vertices.detach()
     photo, mask = _photo_tensors(perception, device)
-    return TextureView(verts, fit.camera().to(device), photo, mask)
+    hands = hand_regions((perception.left_hand, perception.right_hand), perception.height, perception.width)
+    return TextureView(verts, fit.camera().to(device), photo, mask, hands.to(device))
 
 
 def clothe_body(body, fits, views, seed: int, device: torch.device, say: ProgressFn | None = None):
@@ -189,9 +192,11 @@ def texture_for_views(
 ):
     """The RGB texture (:class:`~avatarcli.texture.build.RGBTexture`) of ``views`` under ``opts``,
     in ``layout`` (a :class:`~avatarcli.pipelines.neural_render.UVLayout`; None: the body's own);
-    ``lpips`` (optional LPIPS network) is the refinement's perceptual term instead of SSIM."""
+    ``lpips`` (optional LPIPS network) is the refinement's perceptual term instead of SSIM.
+    ``opts.texture_size`` None picks the size from the person's height in the photos
+    (:func:`~avatarcli.texture.build.auto_texture_size`)."""
     from avatarcli.texture import body_texel_maps
-    from avatarcli.texture.build import build_rgb_texture
+    from avatarcli.texture.build import auto_texture_size, build_rgb_texture
 
     report = say or (lambda *_: None)
     current: list[str] = []
@@ -202,9 +207,10 @@ def texture_for_views(
         current.append(f"texture: {message}")
         report(current[-1], 0, 1)
 
-    maps = body_texel_maps(body, opts.texture_size, shape, layout=layout)
+    size = opts.texture_size or auto_texture_size(views)
+    maps = body_texel_maps(body, size, shape, layout=layout)
     built = build_rgb_texture(
-        body, views, texture_size=opts.texture_size, fill_method=opts.fill, tau=opts.tau,
+        body, views, texture_size=size, fill_method=opts.fill, tau=opts.tau,
         detect_occlusion=opts.occlusion, refine_steps=opts.refine_steps, maps=maps, progress=step,
         lpips=lpips,
     )  # fmt: skip
@@ -315,7 +321,11 @@ def create_avatar(
         lpips = load_lpips_if_installed(device) if opts.refine_steps > 0 else None
         built, maps = texture_for_views(body, shape, views, opts, say, layout=layout, lpips=lpips)
         perceptual = perceptual_name(lpips) if opts.refine_steps > 0 else "none"
-        provenance = {**provenance, "refine_perceptual": perceptual}
+        provenance = {
+            **provenance,
+            "refine_perceptual": perceptual,
+            "texture_size": built.stats["texture_size"],
+        }
         if clothing_report is not None:
             provenance["clothing"] = clothing_report
         texture = built.texture
@@ -527,7 +537,9 @@ def _write_preview(path, body, shape, perception, view, texture, maps, occlusion
     ]
     if occlusion:  # what the occlusion detector removed from the first photo's samples
         plain, _ = sample_view(body, verts, camera, view.image, view.mask, maps, detect_occlusion=False)
-        masked, _ = sample_view(body, verts, camera, view.image, view.mask, maps, detect_occlusion=True)
+        masked, _ = sample_view(
+            body, verts, camera, view.image, view.mask, maps, detect_occlusion=True, hands=view.hands
+        )
         tiles += [("sampled, no occlusion mask", plain.rgb[0]), ("sampled, occlusion mask", masked.rgb[0])]
     tiles.extend((f"{name} (rest)", img) for name, img in turns)
     save_contact_sheet(path, tiles, tile_size=256, columns=4)
