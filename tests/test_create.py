@@ -38,6 +38,7 @@ def test_create_one_photo_cli_json(photos, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["psnr"][0] > 18 and 0 < summary["ssim"][0] <= 1
     assert summary["fit_quality"][0]["silhouette_iou"] > 0.7
+    assert summary["texture_size"] == 256
     avatar = load_avatar(out)
     assert avatar.body_backend == "anny" and avatar.textures["rgb"].shape == (256, 256, 3)
     assert avatar.provenance["seed"] == 3 and avatar.views[0]["width"] == 192

@@ -284,6 +284,8 @@ def _print_result(con, r: dict) -> None:
     ssim = ", ".join(f"{s:.3f}" for s in r["ssim"])
     con.print(f"wrote [bold]{r['avatar']}[/] and {r['preview']} in {r['seconds']:.1f} s")
     con.print(f"input view: PSNR {psnr} dB, SSIM {ssim} (inside person mask ∩ body)")
+    if r.get("texture_size"):
+        con.print(f"texture: {r['texture_size']}² RGB")
     for q in r["fit_quality"]:
         iou = q.get("silhouette_iou")
         con.print(

@@ -119,6 +119,8 @@ class CreateResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: clothing offsets' report (silhouette IoU per view before/after), None without them
     clothing: dict | None = None
+    #: side of the RGB texture (``--texture-size auto`` picks it); None for the neural methods
+    texture_size: int | None = None
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -368,6 +370,7 @@ def create_avatar(
         seconds=round(time.perf_counter() - t_start, 2),
         timings={k: round(v, 2) for k, v in timings.items()},
         clothing=clothing_report,
+        texture_size=provenance.get("texture_size") if opts.method == "rgb" else None,
     )
 
 
