@@ -30,7 +30,7 @@ ISLAND_PADDING = 4
 #: Automatic texture size: DINAR's 256² texture serves a person about 440 px tall (its 512² crops);
 #: a taller person in the photo gets 512² so the texture keeps up with the photo's detail
 #: (sith_007, 832 px: input view 24.0 dB / SSIM 0.853 at 256², 25.1 / 0.931 at 512²;
-#: octopus leave-one-out 26.50 → 26.34 dB, the held-out views gain nothing from the sharper texture).
+#: held-out views lose a little: octopus leave-one-out 26.50 → 26.34 dB, sharper detail misregisters).
 AUTO_TEXTURE_SIZE_FROM_HEIGHT_PX = 512
 #: 1024² stays an explicit choice: four times 512²'s texels for little gain at phone-photo sizes.
 AUTO_TEXTURE_SIZES = (256, 512)
