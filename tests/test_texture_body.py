@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from avatarcli.body.joints import SMPLX_JOINT_NAMES
 from avatarcli.body.parts import PART_NAMES
@@ -186,3 +187,33 @@ def test_refinement_crops_each_photo_to_its_person_without_changing_what_it_sees
         render, cover = textured_render_fn(body, crop.vertices, crop.camera)
         assert crop.mask.dtype == torch.bool and torch.equal(cover[:, 0] > 0.5, crop.mask)
         assert torch.allclose(render(truth[None]) * cover, crop.image * cover, atol=1e-4)
+
+
+def test_refinement_scales_a_very_tall_person_down_to_what_the_texture_can_use(body, maps):
+    """A person taller than the cap is refined at a lower resolution where the render still
+    matches the (area-averaged) photo; a person under the cap is left at full resolution."""
+    from avatarcli.render import Camera, render_textured
+    from avatarcli.texture import psnr
+    from avatarcli.texture.build import TextureView, mask_height_px, refinement_views
+
+    smooth = 0.5 + 0.3 * torch.sin(maps.positions[..., 1] * 6) * torch.cos(maps.positions[..., 0] * 4)
+    truth = torch.stack([smooth, 1 - smooth, 0.5 * smooth]) * maps.mask
+    vertices = body.rest().vertices
+    camera = Camera.orbit(center=(0.0, 0.0, 0.0), distance=3.0, yaw_deg=0, focal_px=500, size=400)
+    photo, mask = render_textured(
+        vertices, body.faces, body.uv, body.uv_faces, pad_texture_islands(truth, maps.mask, 3), camera
+    )
+    view = TextureView(vertices, camera, photo, mask[:, 0] > 0.5)
+    tall = mask_height_px(view)
+    assert tall > 250
+    (same,) = refinement_views([view], max_person_px=tall)
+    assert mask_height_px(same) == tall
+    (small,) = refinement_views([view], max_person_px=tall // 2)
+    assert abs(mask_height_px(small) - tall // 2) <= 2 and small.mask.dtype == torch.bool
+    assert small.image.shape[-2:] == (small.camera.height, small.camera.width)
+    render, cover = textured_render_fn(body, small.vertices, small.camera)
+    inner = -F.max_pool2d(-((cover[:, 0] > 0.5) & small.mask).float()[:, None], 3, 1, 1)[:, 0] > 0.5
+    rendered = render(pad_texture_islands(truth, maps.mask, 3)[None])
+    assert float(psnr(rendered, small.image, inner)[0]) > 45  # the scaled camera sees the scaled photo
+    shifted = torch.roll(small.image, 1, dims=-1)  # one pixel off would be far worse
+    assert float(psnr(rendered, shifted, inner)[0]) < float(psnr(rendered, small.image, inner)[0]) - 6

@@ -57,14 +57,16 @@ class RGBTexture:
     stats: dict = field(default_factory=dict)
 
 
+def mask_height_px(view: TextureView) -> int:
+    """Rows between the top and the bottom of the view's person mask (0 when it is empty)."""
+    rows = torch.nonzero(view.mask.reshape(view.mask.shape[-2:]).amax(dim=1) > 0)
+    return int(rows[-1]) - int(rows[0]) + 1 if rows.numel() else 0
+
+
 def auto_texture_size(views: Sequence[TextureView]) -> int:
     """The texture size for ``views`` when the user did not choose one: 256², or 512² when the
     tallest person mask is at least :data:`AUTO_TEXTURE_SIZE_FROM_HEIGHT_PX` pixels tall."""
-    tallest = 0
-    for view in views:
-        rows = torch.nonzero(view.mask.reshape(view.mask.shape[-2:]).amax(dim=1) > 0)
-        if rows.numel():
-            tallest = max(tallest, int(rows[-1]) - int(rows[0]) + 1)
+    tallest = max((mask_height_px(v) for v in views), default=0)
     small, large = AUTO_TEXTURE_SIZES
     return large if tallest >= AUTO_TEXTURE_SIZE_FROM_HEIGHT_PX else small
 
@@ -138,6 +140,9 @@ def build_rgb_texture(
 
 #: pixels kept around the person when the refinement crops the photos (≥ the SSIM window)
 REFINE_CROP_MARGIN = 16
+#: the refinement sees a person at most this many times the texture size tall: finer pixels
+#: only cost time (a 1500-px person in a phone photo against a 512² texture), they add no texel
+REFINE_MAX_PERSON_PER_TEXTURE = 2
 
 
 def person_window(view: TextureView, margin: int = REFINE_CROP_MARGIN) -> tuple[int, int, int, int]:
@@ -174,8 +179,9 @@ def crop_view(view: TextureView, left: int, top: int, width: int, height: int) -
     return TextureView(view.vertices, view.camera.crop(left, top, width, height), window(view.image), mask)
 
 
-def refinement_views(views: Sequence[TextureView]) -> list[TextureView]:
-    """The views cropped to windows of one common size around each person.
+def refinement_views(views: Sequence[TextureView], max_person_px: int | None = None) -> list[TextureView]:
+    """The views cropped to windows of one common size around each person, scaled down so the
+    tallest person is at most ``max_person_px`` tall.
 
     One common size lets the refinement batch photos of different sizes (a portrait and a
     landscape phone photo are refined together instead of only the first), and pixels away from
@@ -184,13 +190,27 @@ def refinement_views(views: Sequence[TextureView]) -> list[TextureView]:
     boxes = [person_window(v) for v in views]
     width = max(r - l for l, _, r, _ in boxes)
     height = max(b - t for _, t, _, b in boxes)
-    return [crop_view(v, l, t, width, height) for v, (l, t, _, _) in zip(views, boxes, strict=True)]
+    crops = [crop_view(v, l, t, width, height) for v, (l, t, _, _) in zip(views, boxes, strict=True)]
+    tallest = max(mask_height_px(v) for v in views)
+    if max_person_px is None or tallest <= max_person_px:
+        return crops
+    factor = round(height * max_person_px / tallest) / height  # a whole number of rows
+    return [scale_view(v, factor) for v in crops]
+
+
+def scale_view(view: TextureView, factor: float) -> TextureView:
+    """``view`` at ``factor`` × its resolution (area-averaged photo, mask kept where ≥ half)."""
+    camera = view.camera.scale(factor)
+    size = (camera.height, camera.width)
+    image = F.interpolate(view.image.float(), size=size, mode="area")
+    mask = F.interpolate(view.mask.reshape(1, 1, *view.mask.shape[-2:]).float(), size=size, mode="area")
+    return TextureView(view.vertices, camera, image, (mask[:, 0] >= 0.5).to(view.mask.dtype))
 
 
 def _refine(
     body, views, texture, seen, view_cos, steps, lr, maps: BodyTexelMaps, lpips=None
 ) -> tuple[torch.Tensor, int, str]:
-    chosen = refinement_views(views)
+    chosen = refinement_views(views, REFINE_MAX_PERSON_PER_TEXTURE * maps.texture_size)
     device = chosen[0].image.device
     layout = maps if maps.uv is not None else None
     renders = [textured_render_fn(body, v.vertices, v.camera, layout=layout) for v in chosen]
