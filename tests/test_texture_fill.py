@@ -210,3 +210,33 @@ def test_back_fill_low_pass_covers_the_same_body_area_at_any_texture_size(monkey
     monkeypatch.setattr(fill, "_back_stride", lambda graph: 1)  # a fixed number of texels
     fixed_count = (coarse - back_colours(128))[:, back].abs().mean()
     assert same_area < 0.5 * fixed_count
+
+
+def test_back_fill_blends_across_a_part_border_instead_of_showing_a_step(monkeypatch):
+    """Thigh and shin are copied to the back part by part; a front that darkens smoothly from
+    top to bottom must not come out on the back as two flat halves with a step at the border."""
+    import avatarcli.texture.fill as fill
+
+    monkeypatch.setattr(fill, "_BACK_NEIGHBOURS", 400)
+    positions, normals, mask, _ = _cylinder()
+    height = positions[..., 1]
+    top, bottom = float(height[mask].max()), float(height[mask].min())
+    shade = (height - bottom) / (top - bottom)  # 1 at the top, 0 at the bottom
+    truth = torch.stack([0.2 + 0.6 * shade, 0.3 + 0.4 * shade, torch.full_like(shade, 0.7)]) * mask
+    parts = torch.where(torch.arange(SIZE)[:, None] < 32, 1, 2).expand(SIZE, SIZE)
+    known = mask & (normals[..., 2] > 0.2)
+    back = mask & (normals[..., 2] < -0.5)
+    graph = build_texel_graph(positions, mask, normals, parts)
+
+    def step_at_border(texture: torch.Tensor) -> float:
+        brightness = texture.mean(0)
+        return float((brightness[31][back[31]].mean() - brightness[32][back[32]].mean()).abs())
+
+    known_nodes = graph.gather(known[None].float())[:, 0] > 0
+    copied, _ = fill._back_copy(graph, graph.gather(truth * known), known_nodes, [])
+    guide = graph.scatter(copied, torch.zeros_like(truth))
+    filled = fill_unseen_texels(truth * known, known, graph, "back+harmonic", head_parts=[])
+    true_step, copy_step = step_at_border(truth), step_at_border(guide)
+    assert copy_step > 10 * true_step  # the per-part copy alone has the step
+    assert step_at_border(filled) < 0.25 * copy_step  # the solve blends it over a few texels
+    assert (filled - truth)[:, back].abs().mean() < 0.1  # and the back keeps the front's colours

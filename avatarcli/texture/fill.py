@@ -17,7 +17,9 @@ Copied colours are not pasted as they are: the final solve is gradient-domain (s
 Poisson) — it keeps the copied *variations* but lets the copied patch drift near its border so
 that it meets the seen colours without a step (a lighting or white-balance offset between the
 two sides fades out), while a large colour jump at the border (hairline, collar) is kept as a
-real edge. That is the colour harmonisation between filled and seen regions.
+real edge. That is the colour harmonisation between filled and seen regions. The copy is made
+part by part, so its variations are kept only within a part: where two copied parts meet (thigh
+and shin, torso and upper leg) the colours blend instead of showing the part border as a step.
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ def _poisson_solve(
     """Fill unknown nodes from the seen colours, following the copied ``guide`` where given.
 
     Unguided unknown texels get the harmonic interpolation (``L x = 0``). Guided ones solve a
-    screened Poisson equation: keep the guide's differences to guided neighbours, stay near
+    screened Poisson equation: keep the guide's differences to guided neighbours of the same
+    body part, stay near
     the guide itself (weight ``(spacing / blend length)²``, so a colour offset at the border
     fades out over a few centimetres of skin) and meet the seen colours at the border. A border
     edge where seen and copied colours differ a lot is a real edge (hairline, collar), not a
@@ -188,7 +191,12 @@ def _poisson_solve(
     screening = np.where(guided, (graph.spacing / _BLEND_LENGTH) ** 2, 0.0)
     system_full = (sp.diags(degree + screening) - adjacency).tocsr()
 
+    # The copy is made part by part, so a step in the guide between two parts is the copy's, not
+    # the garment's (thigh → shin, torso → upper leg): across a part border only the smoothness
+    # and the screening act, and the colour blends over the blend length instead.
     both = guided[i] & guided[j]
+    if graph.parts is not None:
+        both &= graph.parts[i] == graph.parts[j]
     rhs_full = screening[:, None] * guide
     np.add.at(rhs_full, i[both], guide[i[both]] - guide[j[both]])
 
