@@ -181,7 +181,7 @@ def eval_back_view(body, opts, iters: int, tmp: Path) -> list[dict]:
                 [(OCTO / "frames" / f"{i:04d}.png", OCTO / "segmentations" / f"{i:04d}.png") for i in (0, 4)],
             )
         )
-    gif = _gif_frames([0, 28], tmp)
+    gif = _gif_frames([0, 28], tmp)  # 28: the fitted hips turn 180° from frame 0 (26: 166°, 30: 186°)
     if gif:
         cases.append(("iPER frame 0→28", [(g, None) for g in gif]))
     rows = []
