@@ -10,7 +10,8 @@ Reports (issue #5 targets in brackets):
      per fill variant [≥ 18 dB]: octopus 0000 → 0004, iPER turn GIF frame 0 → back frame;
      plus two ceilings that peek at the back photo (not methods, bounds): every body part in
      its true mean colour, and the default fill with each part shifted to its true mean —
-     what any fill that copies colour from the front could reach at best;
+     what any fill that copies colour from the front could reach at best; and the reverse
+     (texture from the back photo, the front rendered: the copy then runs back → front);
   4. time for one photo (after first-run caches) and peak memory [≤ 20 s, ≤ 4 GB].
 
 Clothing offsets follow ``avatar create/merge``'s default (on for several photos, i.e. the
@@ -234,6 +235,34 @@ def eval_back_view(body, opts, iters: int, tmp: Path) -> list[dict]:
                     "texture_size": rows[-1]["texture_size"],
                 }
             )
+        # the other way round: a photo from behind, the front rendered (default fill)
+        undressed = _dressed(body, fits, plain, opts, [1])
+        ahead, behind = (
+            posed_view(undressed, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)
+        )
+        built, _ = texture_for_views(undressed, shape, [behind], opts)
+        with torch.no_grad():
+            img, cover = render_textured(
+                ahead.vertices,
+                undressed.faces,
+                undressed.uv,
+                undressed.uv_faces,
+                built.texture[None],
+                ahead.camera,
+            )
+        region = cover[:, 0].bool() & ahead.mask
+        img = torch.where(region[:, None], img, ahead.image)
+        first, second = name.split(" ")[-1].split("→")
+        rows.append(
+            {
+                "case": f"{name.rsplit(' ', 1)[0]} {second}→{first}",
+                "fill": f"{opts.fill} (from behind)",
+                "psnr": round(float(psnr(img, ahead.image, region)), 2),
+                "ssim": round(float(ssim(img, ahead.image, region)), 4),
+                "iou": _outline_iou(cover, ahead.mask),
+                "texture_size": built.stats["texture_size"],
+            }
+        )
     return rows
 
 

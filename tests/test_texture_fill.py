@@ -240,3 +240,40 @@ def test_back_fill_blends_across_a_part_border_instead_of_showing_a_step(monkeyp
     assert copy_step > 10 * true_step  # the per-part copy alone has the step
     assert step_at_border(filled) < 0.25 * copy_step  # the solve blends it over a few texels
     assert (filled - truth)[:, back].abs().mean() < 0.1  # and the back keeps the front's colours
+
+
+def test_photo_from_behind_gives_the_front_the_back_colours_and_the_face_the_hand_skin(monkeypatch):
+    """A person seen from behind: the copy runs back → front per part (a jacket red on the left,
+    blue on the right stays so on the front), and the face, which no photo showed, takes the
+    skin tone of the seen hands instead of the hair's."""
+    import avatarcli.texture.fill as fill
+    from avatarcli.body.parts import PART_NAMES
+
+    monkeypatch.setattr(fill, "_BACK_NEIGHBOURS", 32)  # this small body's back is ~400 texels
+
+    head_pos, head_n, head_mask = _head_sphere()
+    body_pos, body_n, body_mask, _ = _cylinder(rows=(38, 56), top=1.45)
+    hand_pos, hand_n, hand_mask, _ = _cylinder(rows=(57, 63), cols=(4, 20), top=0.9)
+    hand_pos = hand_pos + torch.tensor([0.4, 0.0, 0.0])  # beside the body, not touching it
+    positions = torch.where(
+        head_mask[..., None], head_pos, torch.where(hand_mask[..., None], hand_pos, body_pos)
+    )
+    normals = torch.where(head_mask[..., None], head_n, torch.where(hand_mask[..., None], hand_n, body_n))
+    mask = head_mask | body_mask | hand_mask
+    parts = torch.where(head_mask, 0, torch.where(hand_mask, PART_NAMES.index("left_hand"), 1))
+    hair, skin = torch.tensor([0.1, 0.05, 0.02]), torch.tensor([0.8, 0.6, 0.5])
+    jacket = torch.where(positions[..., :1] < 0, torch.tensor([0.8, 0.1, 0.1]), torch.tensor([0.1, 0.2, 0.8]))
+    is_hair = head_mask & ((normals[..., 1] > 0.3) | (normals[..., 2] < 0))
+    truth = torch.where(
+        is_hair[..., None], hair, torch.where((head_mask | hand_mask)[..., None], skin, jacket)
+    )
+    truth = truth.permute(2, 0, 1) * mask
+    known = (mask & (normals[..., 2] < -0.2)) | hand_mask  # a photo from behind; the hands seen
+    graph = build_texel_graph(positions, mask, normals, parts)
+    face = head_mask & (normals[..., 2] > 0.5) & (normals[..., 1].abs() < 0.3)
+    front_of_body = body_mask & (normals[..., 2] > 0.3) & (normals[..., 0].abs() > 0.3)
+    filled = fill_unseen_texels(truth * known, known, graph, "back+harmonic")
+    plain = fill_unseen_texels(truth * known, known, graph, "harmonic")
+    for region, tolerance in ((front_of_body, 0.1), (face, 0.05)):
+        err, err_plain = ((f - truth)[:, region].abs().mean() for f in (filled, plain))
+        assert err < tolerance and err < 0.5 * err_plain

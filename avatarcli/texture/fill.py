@@ -9,7 +9,9 @@ UV seams as it does across the skin. A method name is a ``+``-joined list of ste
 * ``back``: for texels on the back (rest normal pointing to −Z), take a low-pass (neighbourhood
   mean) of the seen front colour of the same body part at the same height and side — clothing
   colour continues round the body, its print does not; the back of the head gets the colour of
-  the top of the head (hair) instead of the face;
+  the top of the head (hair) instead of the face. Where the photos saw a part's back more than
+  its front (a photo from behind), the copy runs the other way, back → front, and an unseen
+  face gets the skin tone of the seen hands;
 * ``harmonic``: every remaining texel gets the harmonic (Laplace) interpolation of the colours
   around it, a sparse linear solve.
 
@@ -43,6 +45,10 @@ _MATCH_FACTOR = 3.0
 # 25.1 dB with 512 of its own, finer texels).
 _BACK_NEIGHBOURS = 512
 _BACK_NEIGHBOURS_TEXTURE = 256
+# A part whose seen back texels outnumber its seen front ones this many times was photographed
+# from behind: the copy runs back → front (a front + back merge sees both and keeps front → back;
+# a head shows fewer front texels than back ones even then: mouth, eyes, under the chin).
+_MOSTLY_BACK = 2.0
 # Top fraction of the head's height whose seen colour stands for the hair.
 _HAIR_TOP_FRACTION = 0.2
 # A copied patch may drift from its guide over about this surface distance (metres) to meet the
@@ -93,13 +99,25 @@ def _head_parts(graph: TexelGraph, head_parts: Sequence[int] | None) -> set[int]
     return {int(ids[int(np.argmax(heights))])}
 
 
+def _hand_parts() -> list[int]:
+    from avatarcli.body.parts import PART_NAMES
+
+    return [i for i, name in enumerate(PART_NAMES) if name.endswith("_hand")]
+
+
 def _back_copy(
     graph: TexelGraph,
     colours: np.ndarray,
     known: np.ndarray,
     head_parts: Sequence[int] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Low-pass front colour for unseen back texels; hair colour for the back of the head."""
+    """Low-pass colour of the other side for unseen texels; hair colour for the back of the head.
+
+    Per body part, the side the photos saw is the source and the other side's unseen texels the
+    target: a front photo (or a front + back merge) gives the back the front's colours, a photo
+    from behind (or a three-quarter back view: the back seen over twice as much) the front the
+    back's.
+    """
     from scipy.spatial import cKDTree
 
     values = np.zeros_like(colours)
@@ -111,8 +129,18 @@ def _back_copy(
     heads = _head_parts(graph, head_parts)
     for part in np.unique(parts):
         in_part = parts == part
-        target = np.flatnonzero(in_part & facing_back & ~known)
+        seen_front = np.flatnonzero(in_part & ~facing_back & known)
+        seen_back = np.flatnonzero(in_part & facing_back & known)
+        from_back = seen_back.size > _MOSTLY_BACK * seen_front.size
+        source = seen_back if from_back else seen_front
+        target = np.flatnonzero(in_part & (facing_back != from_back) & ~known)
         if target.size == 0:
+            continue
+        if int(part) in heads and from_back:  # an unseen face: the skin tone of the seen hands
+            skin = np.flatnonzero(np.isin(parts, _hand_parts()) & known)
+            if skin.size:
+                values[target] = np.median(colours[skin], axis=0)
+                found[target] = True
             continue
         if int(part) in heads:
             head = np.flatnonzero(in_part)
@@ -123,7 +151,6 @@ def _back_copy(
                 values[target] = np.median(colours[hair], axis=0)
                 found[target] = True
             continue
-        source = np.flatnonzero(in_part & ~facing_back & known)
         if source.size == 0:
             continue
         source = source[:: _back_stride(graph)]
