@@ -9,9 +9,9 @@ UV seams as it does across the skin. A method name is a ``+``-joined list of ste
 * ``back``: for texels on the back (rest normal pointing to −Z), take a low-pass (neighbourhood
   mean) of the seen front colour of the same body part at the same height and side — clothing
   colour continues round the body, its print does not; the back of the head gets the colour of
-  the top of the head (hair) instead of the face. Where the photos saw a part's back more than
-  its front (a photo from behind), the copy runs the other way, back → front, and an unseen
-  face gets the skin tone of the seen hands;
+  the top of the head (hair) instead of the face. Where the photos saw under half of a part's
+  front and more of its back (a photo from behind), unseen front texels get the seen back's
+  colour the same way, and an unseen face the skin tone of the seen hands;
 * ``harmonic``: every remaining texel gets the harmonic (Laplace) interpolation of the colours
   around it, a sparse linear solve.
 
@@ -45,10 +45,12 @@ _MATCH_FACTOR = 3.0
 # 25.1 dB with 512 of its own, finer texels).
 _BACK_NEIGHBOURS = 512
 _BACK_NEIGHBOURS_TEXTURE = 256
-# A part whose seen back texels outnumber its seen front ones this many times was photographed
-# from behind: the copy runs back → front (a front + back merge sees both and keeps front → back;
-# a head shows fewer front texels than back ones even then: mouth, eyes, under the chin).
-_MOSTLY_BACK = 2.0
+# The back → front copy runs for a part whose front the photos saw less than this share of (and
+# its back more): a photo from behind or a three-quarter back view; front photos see 0.5–1.0.
+_FRONT_MOSTLY_UNSEEN = 0.5
+# The face gets the hands' skin tone only when hardly any of it was seen (a front photo sees
+# 0.65–0.8 of the head's front, a photo from behind 0–0.05; mouth and eyes are never all seen).
+_FACE_UNSEEN = 0.2
 # Top fraction of the head's height whose seen colour stands for the hair.
 _HAIR_TOP_FRACTION = 0.2
 # A copied patch may drift from its guide over about this surface distance (metres) to meet the
@@ -111,15 +113,13 @@ def _back_copy(
     known: np.ndarray,
     head_parts: Sequence[int] | None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Low-pass colour of the other side for unseen texels; hair colour for the back of the head.
+    """Low-pass colour of the other side for unseen texels, per body part.
 
-    Per body part, the side the photos saw is the source and the other side's unseen texels the
-    target: a front photo (or a front + back merge) gives the back the front's colours, a photo
-    from behind (or a three-quarter back view: the back seen over twice as much) the front the
-    back's.
+    Unseen back texels take the seen front's colour (the back of the head: the hair's). Where
+    the photos saw less than half of a part's front and more of its back (a photo from behind,
+    a three-quarter back view), unseen front texels take the seen back's colour the same way;
+    a face hardly seen at all takes the skin tone of the seen hands.
     """
-    from scipy.spatial import cKDTree
-
     values = np.zeros_like(colours)
     found = np.zeros(graph.num_nodes, dtype=bool)
     if graph.normals is None:
@@ -129,37 +129,48 @@ def _back_copy(
     heads = _head_parts(graph, head_parts)
     for part in np.unique(parts):
         in_part = parts == part
-        seen_front = np.flatnonzero(in_part & ~facing_back & known)
-        seen_back = np.flatnonzero(in_part & facing_back & known)
-        from_back = seen_back.size > _MOSTLY_BACK * seen_front.size
-        source = seen_back if from_back else seen_front
-        target = np.flatnonzero(in_part & (facing_back != from_back) & ~known)
-        if target.size == 0:
-            continue
-        if int(part) in heads and from_back:  # an unseen face: the skin tone of the seen hands
-            skin = np.flatnonzero(np.isin(parts, _hand_parts()) & known)
-            if skin.size:
-                values[target] = np.median(colours[skin], axis=0)
+        front, back = in_part & ~facing_back, in_part & facing_back
+        front_share = (front & known).sum() / max(1, front.sum())
+        back_share = (back & known).sum() / max(1, back.sum())
+        directions = [(front, back)]  # (source side, target side)
+        unseen = _FACE_UNSEEN if int(part) in heads else _FRONT_MOSTLY_UNSEEN
+        if front_share < unseen and back_share > front_share:
+            directions.append((back, front))
+        for source_side, target_side in directions:
+            target = np.flatnonzero(target_side & ~known)
+            if target.size == 0:
+                continue
+            if int(part) not in heads:
+                colour = _low_pass(graph, colours, np.flatnonzero(source_side & known), target)
+            elif target_side is back:  # the back of the head: the hair on top
+                head = np.flatnonzero(in_part)
+                heights = graph.positions[head, 1]
+                top = heights.max() - _HAIR_TOP_FRACTION * (heights.max() - heights.min())
+                colour = _median(colours, head[(heights >= top) & known[head]])
+            else:  # an unseen face: the skin tone of the seen hands
+                colour = _median(colours, np.flatnonzero(np.isin(parts, _hand_parts()) & known))
+            if colour is not None:
+                values[target] = colour
                 found[target] = True
-            continue
-        if int(part) in heads:
-            head = np.flatnonzero(in_part)
-            heights = graph.positions[head, 1]
-            top = heights.max() - _HAIR_TOP_FRACTION * (heights.max() - heights.min())
-            hair = head[(heights >= top) & known[head]]
-            if hair.size:
-                values[target] = np.median(colours[hair], axis=0)
-                found[target] = True
-            continue
-        if source.size == 0:
-            continue
-        source = source[:: _back_stride(graph)]
-        k = min(_BACK_NEIGHBOURS, source.size)
-        _, nearest = cKDTree(graph.positions[source][:, :2]).query(graph.positions[target][:, :2], k=k)
-        nearest = nearest.reshape(target.size, k)
-        values[target] = colours[source[nearest]].mean(axis=1)
-        found[target] = True
     return values, found
+
+
+def _median(colours: np.ndarray, source: np.ndarray) -> np.ndarray | None:
+    return np.median(colours[source], axis=0) if source.size else None
+
+
+def _low_pass(
+    graph: TexelGraph, colours: np.ndarray, source: np.ndarray, target: np.ndarray
+) -> np.ndarray | None:
+    """(len(target), C): the mean colour of the nearest ``source`` texels in (x, height)."""
+    from scipy.spatial import cKDTree
+
+    if source.size == 0:
+        return None
+    source = source[:: _back_stride(graph)]
+    k = min(_BACK_NEIGHBOURS, source.size)
+    _, nearest = cKDTree(graph.positions[source][:, :2]).query(graph.positions[target][:, :2], k=k)
+    return colours[source[nearest.reshape(target.size, k)]].mean(axis=1)
 
 
 def _back_stride(graph: TexelGraph) -> int:
