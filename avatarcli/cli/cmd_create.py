@@ -68,7 +68,12 @@ def register(app: typer.Typer) -> None:
         no_occlusion=typer.Option(
             False, "--no-occlusion", help="Do not mask occlusion edges before sampling."
         ),
-        fill=typer.Option("mirror+back+harmonic", "--fill", help="How unseen texels are filled."),
+        fill=typer.Option(
+            "mirror+back+harmonic",
+            "--fill",
+            help="How unseen texels are filled: harmonic, mirror+harmonic, back+harmonic or "
+            "mirror+back+harmonic (copy the other arm's / the other side's colour, then smooth).",
+        ),
         uv_layout=typer.Option(
             "body",
             "--uv-layout",
