@@ -51,6 +51,8 @@ _FRONT_MOSTLY_UNSEEN = 0.5
 # The face gets the hands' skin tone only when hardly any of it was seen (a front photo sees
 # 0.65–0.8 of the head's front, a photo from behind 0–0.05; mouth and eyes are never all seen).
 _FACE_UNSEEN = 0.2
+# Of an unseen head front, the face is what faces forward (the sides show hair and ears).
+_FACE_NORMAL_Z = 0.6
 # Top fraction of the head's height whose seen colour stands for the hair.
 _HAIR_TOP_FRACTION = 0.2
 # A copied patch may drift from its guide over about this surface distance (metres) to meet the
@@ -118,7 +120,8 @@ def _back_copy(
     Unseen back texels take the seen front's colour (the back of the head: the hair's). Where
     the photos saw less than half of a part's front and more of its back (a photo from behind,
     a three-quarter back view), unseen front texels take the seen back's colour the same way;
-    a face hardly seen at all takes the skin tone of the seen hands.
+    of a head hardly seen from the front, the face takes the skin tone of the seen hands (its
+    sides, ears and top are left to the harmonic fill from the seen hair and ears).
     """
     values = np.zeros_like(colours)
     found = np.zeros(graph.num_nodes, dtype=bool)
@@ -143,16 +146,24 @@ def _back_copy(
             if int(part) not in heads:
                 colour = _low_pass(graph, colours, np.flatnonzero(source_side & known), target)
             elif target_side is back:  # the back of the head: the hair on top
-                head = np.flatnonzero(in_part)
-                heights = graph.positions[head, 1]
-                top = heights.max() - _HAIR_TOP_FRACTION * (heights.max() - heights.min())
-                colour = _median(colours, head[(heights >= top) & known[head]])
-            else:  # an unseen face: the skin tone of the seen hands
+                colour = _median(colours, _hair_texels(graph, in_part, known))
+            else:  # an unseen face: the hands' skin tone (sides, ears, top: the harmonic fill's)
+                forward = graph.normals[target, 2] > _FACE_NORMAL_Z
+                target = target[forward & ~np.isin(target, _hair_texels(graph, in_part))]
                 colour = _median(colours, np.flatnonzero(np.isin(parts, _hand_parts()) & known))
             if colour is not None:
                 values[target] = colour
                 found[target] = True
     return values, found
+
+
+def _hair_texels(graph: TexelGraph, in_head: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """Texels of the top of the head (hair, or a hat): the top ``_HAIR_TOP_FRACTION`` of its
+    height, only the seen ones when ``known`` is given."""
+    head = np.flatnonzero(in_head if known is None else in_head & known)
+    heights = graph.positions[np.flatnonzero(in_head), 1]
+    top = heights.max() - _HAIR_TOP_FRACTION * (heights.max() - heights.min())
+    return head[graph.positions[head, 1] >= top]
 
 
 def _median(colours: np.ndarray, source: np.ndarray) -> np.ndarray | None:
