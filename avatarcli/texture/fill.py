@@ -53,6 +53,9 @@ _FRONT_MOSTLY_UNSEEN = 0.5
 _FACE_UNSEEN = 0.2
 # Of an unseen head front, the face is what faces forward (the sides show hair and ears).
 _FACE_NORMAL_Z = 0.6
+# Target texels per low-pass block: bounds the (block, neighbours, C) gather to ~50 MB (a 1024²
+# texture's back is ~180 000 texels: 1.3 GB at once).
+_LOW_PASS_CHUNK = 4096
 # Top fraction of the head's height whose seen colour stands for the hair.
 _HAIR_TOP_FRACTION = 0.2
 # A copied patch may drift from its guide over about this surface distance (metres) to meet the
@@ -180,8 +183,13 @@ def _low_pass(
         return None
     source = source[:: _back_stride(graph)]
     k = min(_BACK_NEIGHBOURS, source.size)
-    _, nearest = cKDTree(graph.positions[source][:, :2]).query(graph.positions[target][:, :2], k=k)
-    return colours[source[nearest.reshape(target.size, k)]].mean(axis=1)
+    tree = cKDTree(graph.positions[source][:, :2])
+    out = np.empty((target.size, colours.shape[1]), colours.dtype)
+    for start in range(0, target.size, _LOW_PASS_CHUNK):  # (chunk, k, C) at a time, not all of it
+        chunk = target[start : start + _LOW_PASS_CHUNK]
+        _, nearest = tree.query(graph.positions[chunk][:, :2], k=k)
+        out[start : start + chunk.size] = colours[source[nearest.reshape(chunk.size, k)]].mean(axis=1)
+    return out
 
 
 def _back_stride(graph: TexelGraph) -> int:
