@@ -83,6 +83,31 @@ def _outline_iou(cover: torch.Tensor, mask: torch.Tensor) -> float:
     return round(float((covered & person).sum()) / max(1.0, float((covered | person).sum())), 4)
 
 
+def _scored_render(body, built, view) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Render ``built``'s texture into ``view`` and score it inside (person mask ∩ body render):
+    the scores (psnr, ssim, iou, texture_size), the render composited over the photo, the region."""
+    from avatarcli.render import render_textured
+
+    with torch.no_grad():
+        img, cover = render_textured(
+            view.vertices, body.faces, body.uv, body.uv_faces, built.texture[None], view.camera
+        )
+    region = cover[:, 0].bool() & view.mask
+    img = torch.where(region[:, None], img, view.image)
+    scores = _scores(img, view.image, region)
+    scores.update(iou=_outline_iou(cover, view.mask), texture_size=built.stats["texture_size"])
+    return scores, img, region
+
+
+def _scores(img: torch.Tensor, photo: torch.Tensor, region: torch.Tensor) -> dict:
+    from avatarcli.texture import psnr, ssim
+
+    return {
+        "psnr": round(float(psnr(img, photo, region)), 2),
+        "ssim": round(float(ssim(img, photo, region)), 4),
+    }
+
+
 def eval_input_views(body, opts, iters: int) -> list[dict]:
     from avatarcli.pipelines.create import input_view_scores, posed_view, texture_for_views
 
@@ -115,8 +140,6 @@ def eval_input_views(body, opts, iters: int) -> list[dict]:
 
 def eval_octopus_loo(body, opts, iters: int) -> list[dict]:
     from avatarcli.pipelines.create import posed_view, texture_for_views
-    from avatarcli.render import render_textured
-    from avatarcli.texture import psnr, ssim
 
     paths = [(OCTO / "frames" / f"{i:04d}.png", OCTO / "segmentations" / f"{i:04d}.png") for i in range(8)]
     if not all(p.exists() for p, _ in paths):
@@ -133,22 +156,8 @@ def eval_octopus_loo(body, opts, iters: int) -> list[dict]:
             posed_view(dressed, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)
         ]
         built, _ = texture_for_views(dressed, shape, [posed[i] for i in train], opts)
-        v = posed[k]
-        with torch.no_grad():
-            img, cover = render_textured(
-                v.vertices, dressed.faces, dressed.uv, dressed.uv_faces, built.texture[None], v.camera
-            )
-        region = cover[:, 0].bool() & v.mask
-        img = torch.where(region[:, None], img, v.image)
-        rows.append(
-            {
-                "held_out": f"{k:04d}",
-                "psnr": round(float(psnr(img, v.image, region)), 2),
-                "ssim": round(float(ssim(img, v.image, region)), 4),
-                "iou": _outline_iou(cover, v.mask),
-                "texture_size": built.stats["texture_size"],
-            }
-        )
+        scores, _, _ = _scored_render(dressed, built, posed[k])
+        rows.append({"held_out": f"{k:04d}", **scores})
     return rows
 
 
@@ -171,8 +180,7 @@ def eval_back_view(body, opts, iters: int, tmp: Path) -> list[dict]:
     from dataclasses import replace
 
     from avatarcli.pipelines.create import posed_view, texture_for_views
-    from avatarcli.render import render_textured
-    from avatarcli.texture import FILL_METHODS, psnr, ssim
+    from avatarcli.texture import FILL_METHODS
 
     cases = []
     if (OCTO / "frames" / "0004.png").exists():
@@ -197,72 +205,26 @@ def eval_back_view(body, opts, iters: int, tmp: Path) -> list[dict]:
         )
         for fill in FILL_METHODS:
             built, _ = texture_for_views(dressed, shape, [front], replace(opts, fill=fill))
-            with torch.no_grad():
-                img, cover = render_textured(
-                    back.vertices,
-                    dressed.faces,
-                    dressed.uv,
-                    dressed.uv_faces,
-                    built.texture[None],
-                    back.camera,
-                )
-            region = cover[:, 0].bool() & back.mask
-            img = torch.where(region[:, None], img, back.image)
-            rows.append(
-                {
-                    "case": name,
-                    "fill": fill,
-                    "psnr": round(float(psnr(img, back.image, region)), 2),
-                    "ssim": round(float(ssim(img, back.image, region)), 4),
-                    "iou": _outline_iou(cover, back.mask),
-                    "texture_size": built.stats["texture_size"],
-                }
-            )
+            scores, img, region = _scored_render(dressed, built, back)
+            rows.append({"case": name, "fill": fill, **scores})
             if fill == opts.fill:
-                default_render = img
+                default_scores, default_render = scores, img
         parts = _part_map(dressed, back)
         for label, guess in (
             ("ceiling: true part colours", _part_means(back.image, back.image, parts, region, flat=True)),
             ("ceiling: default, true part means", _part_means(default_render, back.image, parts, region)),
         ):
-            rows.append(
-                {
-                    "case": name,
-                    "fill": label,
-                    "psnr": round(float(psnr(guess, back.image, region)), 2),
-                    "ssim": round(float(ssim(guess, back.image, region)), 4),
-                    "iou": rows[-1]["iou"],
-                    "texture_size": rows[-1]["texture_size"],
-                }
-            )
+            rows.append({**default_scores, "case": name, "fill": label, **_scores(guess, back.image, region)})
         # the other way round: a photo from behind, the front rendered (default fill)
         undressed = _dressed(body, fits, plain, opts, [1])
         ahead, behind = (
             posed_view(undressed, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)
         )
         built, _ = texture_for_views(undressed, shape, [behind], opts)
-        with torch.no_grad():
-            img, cover = render_textured(
-                ahead.vertices,
-                undressed.faces,
-                undressed.uv,
-                undressed.uv_faces,
-                built.texture[None],
-                ahead.camera,
-            )
-        region = cover[:, 0].bool() & ahead.mask
-        img = torch.where(region[:, None], img, ahead.image)
+        scores, _, _ = _scored_render(undressed, built, ahead)
         first, second = name.split(" ")[-1].split("→")
-        rows.append(
-            {
-                "case": f"{name.rsplit(' ', 1)[0]} {second}→{first}",
-                "fill": f"{opts.fill} (from behind)",
-                "psnr": round(float(psnr(img, ahead.image, region)), 2),
-                "ssim": round(float(ssim(img, ahead.image, region)), 4),
-                "iou": _outline_iou(cover, ahead.mask),
-                "texture_size": built.stats["texture_size"],
-            }
-        )
+        case = f"{name.rsplit(' ', 1)[0]} {second}→{first}"
+        rows.append({"case": case, "fill": f"{opts.fill} (from behind)", **scores})
     return rows
 
 
