@@ -216,12 +216,12 @@ def eval_back_view(body, opts, iters: int, tmp: Path) -> list[dict]:
         ):
             rows.append({**default_scores, "case": name, "fill": label, **_scores(guess, back.image, region)})
         # the other way round: a photo from behind, the front rendered (default fill)
-        undressed = _dressed(body, fits, plain, opts, [1])
+        worn_behind = _dressed(body, fits, plain, opts, [1])  # clothes from the back photo only
         ahead, behind = (
-            posed_view(undressed, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)
+            posed_view(worn_behind, f, p, torch.device("cpu")) for f, p in zip(fits, perceptions, strict=True)
         )
-        built, _ = texture_for_views(undressed, shape, [behind], opts)
-        scores, _, _ = _scored_render(undressed, built, ahead)
+        built, _ = texture_for_views(worn_behind, shape, [behind], opts)
+        scores, _, _ = _scored_render(worn_behind, built, ahead)
         first, second = name.split(" ")[-1].split("→")
         case = f"{name.rsplit(' ', 1)[0]} {second}→{first}"
         rows.append({"case": case, "fill": f"{opts.fill} (from behind)", **scores})

@@ -209,11 +209,11 @@ def _poisson_solve(
 
     Unguided unknown texels get the harmonic interpolation (``L x = 0``). Guided ones solve a
     screened Poisson equation: keep the guide's differences to guided neighbours of the same
-    body part, stay near
-    the guide itself (weight ``(spacing / blend length)²``, so a colour offset at the border
-    fades out over a few centimetres of skin) and meet the seen colours at the border. A border
-    edge where seen and copied colours differ a lot is a real edge (hairline, collar), not a
-    lighting offset, so its pull is weakened by ``exp(-(difference / tolerance)²)``.
+    body part, stay near the guide itself (weight ``(spacing / blend length)²``, so a colour
+    offset at the border fades out over a few centimetres of skin) and meet the seen colours at
+    the border. A border edge where seen and copied colours differ a lot is a real edge
+    (hairline, collar), not a lighting offset, so its pull is weakened by
+    ``exp(-(difference / tolerance)²)``.
     Graph components without any seen texel take the guide, or else the mean seen colour.
     """
     import scipy.sparse as sp
