@@ -4,7 +4,9 @@
                                            [--set OPTION=VALUE ...]
 
 Cases (issue #8 items 4–5; target for the neural avatar: held-out PSNR ≥ 26 dB, SSIM ≥ 0.93,
-and better than the RGB avatar):
+and better than the RGB avatar). Avatars: ``rgb`` (one merged texture, ``avatar merge``),
+``rgb_view`` (the same plus view-dependent colour from the training frames' own textures,
+``avatar merge --view-dependent``), ``neural`` (``avatar merge --neural``):
 
 * iPER 360° turn GIF (512², 53 frames, no masks: the person masks are mediapipe's): train on
   the even frames, score the odd ones. ``--quick``: every 4th frame each (0, 4, … / 1, 5, …) at
@@ -92,6 +94,43 @@ def rgb_scores(body, frames, built, indices) -> list[dict]:
     return rows
 
 
+def rgb_view_scores(body, frames, built, train, test, opts) -> list[dict]:
+    """The RGB avatar with view-dependent colour (``avatar merge --view-dependent``): the train
+    frames' own textures, the two nearest (relative to the torso) blended per held-out frame."""
+    from avatarcli.pipelines.video_avatar import score_render
+    from avatarcli.render import render_textured
+    from avatarcli.texture import body_texel_maps
+    from avatarcli.texture.build import TextureView
+    from avatarcli.texture.view_dependent import (
+        blend_view_textures,
+        build_view_textures,
+        camera_directions,
+        torso_vertex_ids,
+    )
+
+    size = built.texture.shape[-1]
+    maps = body_texel_maps(body, size, frames.shape)
+    with torch.no_grad():
+        rest = body.rest(frames.shape).vertices[0]
+    views = [
+        TextureView(frames.vertices(body, i), frames.cameras[i], frames.photos[i], frames.masks[i] > 0.5)
+        for i in train
+    ]
+    per_view = build_view_textures(body, views, maps, rest)
+    torso = torso_vertex_ids(body)
+    rows = []
+    with torch.no_grad():
+        for i in test:
+            vertices = frames.vertices(body, i)
+            direction = camera_directions(vertices, frames.cameras[i], rest, torso)
+            texture = blend_view_textures(per_view, built.texture[None], direction)
+            img, cover = render_textured(
+                vertices, body.faces, body.uv, body.uv_faces, texture, frames.cameras[i]
+            )
+            rows.append(score_render(img, cover, cover, frames.photos[i], frames.masks[i][:, None]))
+    return rows
+
+
 def neural_run(body, frames, built, train, test, opts) -> tuple[list[dict], float, dict]:
     from avatarcli.pipelines.video_avatar import frame_targets, initial_neural_texture, score_frames
     from avatarcli.pipelines.video_training import NeuralAvatarModel, full_frame_loss, train_steps
@@ -127,6 +166,9 @@ def evaluate_split(name, body, frames, train, test, opts, variants) -> dict:
     built = rgb_texture_for_frames(body, frames, train, opts)
     rgb_seconds = time.perf_counter() - t0
     rgb = rgb_scores(body, frames, built, test)
+    t0 = time.perf_counter()
+    rgb_view = rgb_view_scores(body, frames, built, train, test, opts)
+    view_seconds = time.perf_counter() - t0
     row = {
         "case": name,
         "train_frames": len(train),
@@ -134,6 +176,10 @@ def evaluate_split(name, body, frames, train, test, opts, variants) -> dict:
         "rgb": {
             **{k: _mean(rgb, k) for k in SCORES},
             "seconds": round(rgb_seconds, 1),
+        },
+        "rgb_view": {
+            **{k: _mean(rgb_view, k) for k in SCORES},
+            "seconds": round(rgb_seconds + view_seconds, 1),
         },
     }
     if clothing is not None:
@@ -189,7 +235,7 @@ def eval_octopus(body, opts, variants, folds: list[int]) -> list[dict]:
 
 def _summary(rows: list[dict], labels: list[str]) -> dict:
     out = {}
-    for label in ["rgb", *labels]:
+    for label in ["rgb", "rgb_view", *labels]:
         got = [r[label] for r in rows if label in r]
         if got:
             out[label] = {k: _mean(got, k) for k in SCORES}
@@ -299,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(header)
         for r in rows:
-            for label in ["rgb", *labels]:
+            for label in ["rgb", "rgb_view", *labels]:
                 s = r.get(label)
                 if s:
                     print(

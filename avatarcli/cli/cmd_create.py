@@ -224,6 +224,13 @@ def register(app: typer.Typer) -> None:
         refine_steps: int = common["refine_steps"],
         fit_iters: int = common["fit_iters"],
         clothing: bool | None = common["clothing"],
+        view_dependent: bool | None = typer.Option(
+            None,
+            "--view-dependent/--no-view-dependent",
+            help="Keep every photo's own texture and blend the nearest views when rendering "
+            "(default: on from 12 photos, e.g. a turn-around).",
+            show_default=False,
+        ),
         overwrite: bool = common["overwrite"],
         json_out: bool = common["json_out"],
     ) -> None:
@@ -240,6 +247,8 @@ def register(app: typer.Typer) -> None:
 
             if uv_layout != "body":
                 raise UserError("--uv-layout applies to --method rgb, not to --neural")
+            if view_dependent:
+                raise UserError("--view-dependent applies to --method rgb, not to --neural")
 
             vopts = _video_options(
                 size,
@@ -256,6 +265,7 @@ def register(app: typer.Typer) -> None:
             smplx_dir=str(smplx_dir) if smplx_dir else None,
             texture_size=size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
             uv_layout=uv_layout, fit_iters=fit_iters, tau=tau, overwrite=overwrite, clothing=clothing,
+            view_dependent=view_dependent,
         )  # fmt: skip
         with progress() as bar:
             result = create_avatar(

@@ -58,6 +58,8 @@ class RGBFrameRenderer:
     """The default path: the avatar's colour texture on the posed mesh (no neural weights).
 
     ``uv``/``uv_faces``: the avatar's UV layout when it is not the body's own (e.g. DINAR's).
+    ``view``: the avatar's per-view textures (:mod:`avatarcli.texture.view_dependent`); each
+    frame then blends the views seen from the nearest directions relative to the torso.
     """
 
     body: BodyModel
@@ -66,23 +68,61 @@ class RGBFrameRenderer:
     shade: bool = False
     uv: torch.Tensor | None = None
     uv_faces: torch.Tensor | None = None
+    view: ViewDependentColour | None = None
 
     def __call__(self, vertices: torch.Tensor, camera: Camera) -> np.ndarray:
         from avatarcli.render import render_textured
 
         batch = vertices.shape[0]
         own = self.uv is None or self.uv_faces is None
+        texture = (
+            self.texture.expand(batch, -1, -1, -1)
+            if self.view is None
+            else self.view(vertices, camera, self.texture)
+        )
         image, _ = render_textured(
             vertices,
             self.body.faces,
             self.body.uv if own else self.uv.to(vertices.device),
             self.body.uv_faces if own else self.uv_faces.to(vertices.device),
-            self.texture.expand(batch, -1, -1, -1),
+            texture,
             camera,
             background=self.background,
             shade=self.shade,
         )
         return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@dataclass
+class ViewDependentColour:
+    """An avatar's per-view textures with what finding a view's direction needs: the rest pose
+    of the avatar's body (shape and clothes) and its torso vertices."""
+
+    views: object  # avatarcli.texture.view_dependent.ViewTextures
+    rest: torch.Tensor  # (V, 3)
+    torso: torch.Tensor  # (K,) vertex ids
+
+    def __call__(self, vertices: torch.Tensor, camera: Camera, merged: torch.Tensor) -> torch.Tensor:
+        from avatarcli.texture.view_dependent import blend_view_textures, camera_directions
+
+        with torch.no_grad():
+            directions = camera_directions(vertices, camera, self.rest, self.torso)
+            return blend_view_textures(self.views, merged, directions)
+
+
+def avatar_view_colour(avatar: Avatar, body: BodyModel, device: torch.device) -> ViewDependentColour | None:
+    """The avatar's view-dependent colour, or None when it was made without per-view textures."""
+    from avatarcli.texture.view_dependent import from_avatar_textures, torso_vertex_ids
+
+    try:
+        views = from_avatar_textures(avatar.textures, avatar.texture_size)
+    except ValueError as exc:
+        raise AvatarFormatError(f"the avatar's {exc}; the file is damaged: recreate it") from None
+    if views is None:
+        return None
+    with torch.no_grad():
+        rest = body.rest(avatar.shape.to(device).reshape(1, -1)).vertices[0]
+    return ViewDependentColour(views.to(device), rest, torso_vertex_ids(body).to(device))
 
 
 def avatar_rgb_texture(avatar: Avatar, device: torch.device) -> torch.Tensor:
@@ -131,12 +171,13 @@ def make_frame_renderer(
         if neural or neural_renderer_available(avatar):
             return NeuralFrameRenderer.for_avatar(avatar, body, device, bg)
     texture = avatar_rgb_texture(avatar, device)
+    view = avatar_view_colour(avatar, body, device)
     if avatar.uv_layout == body.name:
-        return RGBFrameRenderer(body, texture, bg, shade)
+        return RGBFrameRenderer(body, texture, bg, shade, view=view)
     from avatarcli.pipelines.neural_render import avatar_uv_layout
 
     layout = avatar_uv_layout(avatar, body)  # DINAR's layout: embedded or the installed weights
-    return RGBFrameRenderer(body, texture, bg, shade, layout.uv, layout.uv_faces)
+    return RGBFrameRenderer(body, texture, bg, shade, layout.uv, layout.uv_faces, view=view)
 
 
 def view_yaw(view: str) -> float:

@@ -1,0 +1,148 @@
+"""View-dependent textures: torso-relative camera directions and unstructured-lumigraph blending."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from avatarcli.render import Camera
+from avatarcli.texture import view_dependent as vd
+
+
+def _yaw(degrees: float) -> torch.Tensor:
+    a = math.radians(degrees)
+    return torch.tensor([[math.cos(a), 0.0, math.sin(a)], [0.0, 1.0, 0.0], [-math.sin(a), 0.0, math.cos(a)]])
+
+
+def _unit(degrees: float) -> torch.Tensor:
+    a = math.radians(degrees)
+    return torch.tensor([math.sin(a), 0.0, math.cos(a)])
+
+
+def test_torso_rotation_recovers_a_known_rotation():
+    g = torch.Generator().manual_seed(0)
+    rest = torch.randn(50, 3, generator=g)
+    turn = _yaw(70.0) @ torch.linalg.matrix_exp(torch.tensor([[0, -0.3, 0], [0.3, 0, 0], [0, 0, 0.0]]))
+    posed = (rest @ turn.T + torch.tensor([0.5, 1.0, -2.0]))[None]
+    got = vd.torso_rotation(posed, rest)[0]
+    assert torch.allclose(got, turn, atol=1e-5)
+    assert torch.det(got) == pytest.approx(1.0, abs=1e-5)  # a rotation, never a reflection
+
+
+def test_camera_direction_follows_the_body_not_the_world(anny_body):
+    """A body turned 90° in front of a fixed camera is seen from its side, as a camera moved there."""
+    rest = anny_body.rest().vertices[0]
+    torso = vd.torso_vertex_ids(anny_body)
+    centre = tuple(float(c) for c in rest[torso].mean(0))
+    front = Camera.orbit(center=centre, distance=3.0, yaw_deg=0.0, size=64)
+    seen_front = vd.camera_directions(rest[None], front, rest, torso)[0]
+    assert torch.allclose(seen_front, _unit(0.0), atol=0.05)
+    side = Camera.orbit(center=centre, distance=3.0, yaw_deg=90.0, size=64)
+    by_camera = vd.camera_directions(rest[None], side, rest, torso)[0]
+    pose = torch.zeros(1, 55, 3)
+    pose[0, 0, 1] = -math.pi / 2  # the body turns the other way round instead
+    turned = anny_body(pose=pose).vertices
+    by_body = vd.camera_directions(turned, front, rest, torso)[0]
+    assert torch.allclose(by_camera, _unit(90.0), atol=0.05)
+    assert torch.allclose(by_body, by_camera, atol=0.05)
+
+
+def test_blend_weights_interpolate_and_fade():
+    stored = torch.stack([_unit(a) for a in (0.0, 20.0, 40.0, 180.0)])
+    at_stored = vd.blend_weights(_unit(20.0)[None], stored)[0]
+    assert at_stored[1] > 0.99  # a stored direction shows (almost) only its own frame
+    halfway = vd.blend_weights(_unit(10.0)[None], stored)[0]
+    assert halfway[0] == pytest.approx(0.5, abs=1e-4) and halfway[1] == pytest.approx(0.5, abs=1e-4)
+    assert float(halfway[2:].abs().sum()) == 0.0  # only the two nearest
+    # passing the stored 20°, the frame at 0° hands over to the one at 40° with both weights ~0
+    before, after = (vd.blend_weights(_unit(a)[None], stored)[0] for a in (19.9, 20.1))
+    assert float(before[0]) < 1e-3 and float(after[2]) < 1e-3
+    rows = vd.blend_weights(torch.stack([_unit(a) for a in (-60.0, 75.0, 170.0)]), stored)
+    assert torch.allclose(rows.sum(1), torch.ones(3))
+
+
+def test_blend_weights_with_fewer_frames_than_neighbours():
+    stored = torch.stack([_unit(0.0), _unit(90.0)])
+    w = vd.blend_weights(_unit(30.0)[None], stored, neighbours=2)[0]
+    assert w[0] > w[1] > 0 and float(w.sum()) == pytest.approx(1.0)
+
+
+def test_blend_view_textures_keeps_each_frames_colour_and_the_merged_fallback():
+    size = 4
+    rgb = torch.zeros(2, 3, size, size)
+    rgb[0, 0] = 1.0  # frame 0 (seen from the front) is red
+    rgb[1, 2] = 1.0  # frame 1 (seen from behind) is blue
+    weight = torch.zeros(2, 1, size, size)
+    weight[0, :, :, :2] = 1.0  # frame 0 saw the left half
+    weight[1, :, :, 1:3] = 0.5  # frame 1 the middle, at a grazing angle
+    views = vd.ViewTextures(rgb, weight, torch.stack([_unit(0.0), _unit(180.0)]))
+    merged = torch.full((1, 3, size, size), 0.25)
+    out = vd.blend_view_textures(views, merged, torch.stack([_unit(0.0), _unit(180.0)]))
+    front, back = out
+    assert torch.allclose(front[:, :, 0], torch.tensor([1.0, 0, 0])[:, None].expand(3, size))
+    assert torch.allclose(back[:, :, 2], torch.tensor([0, 0, 1.0])[:, None].expand(3, size))
+    assert torch.allclose(front[:, :, 3], torch.full((3, size), 0.25))  # nobody saw it: merged
+    assert front[0, 0, 1] > 0.99 and back[2, 0, 1] > 0.99  # shared texel: the nearer frame wins
+
+
+def test_view_textures_reject_mismatched_shapes():
+    with pytest.raises(ValueError, match="same frames"):
+        vd.ViewTextures(torch.zeros(2, 3, 4, 4), torch.zeros(3, 1, 4, 4), torch.zeros(2, 3))
+
+
+@pytest.fixture(scope="module")
+def lit_photos(anny_body, tmp_path_factory):
+    """Three photos of one synthetic person; the one from the side is lit half as brightly, the
+    way a turning person's colours change with the light."""
+    import numpy as np
+    from PIL import Image
+
+    from avatarcli.pipelines.synthetic import synthetic_person
+
+    folder = tmp_path_factory.mktemp("lit")
+    paths = []
+    for name, yaw, light in (("front", 0.0, 1.0), ("side", 70.0, 0.5), ("back", 180.0, 1.0)):
+        person = synthetic_person(anny_body, size=(192, 288), texture_size=128, yaw_deg=yaw)
+        image = person.image.astype(np.float32)
+        image[person.mask > 0] *= light
+        Image.fromarray(image.round().astype(np.uint8)).save(folder / f"{name}.png")
+        Image.fromarray(person.mask).save(folder / f"{name}_mask.png")
+        paths.append(folder / f"{name}.png")
+    return paths
+
+
+def test_merged_avatar_shows_each_view_in_its_own_light(lit_photos, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from avatarcli.avatar_file import load_avatar, save_avatar
+    from avatarcli.errors import AvatarFormatError
+    from avatarcli.pipelines.create import CreateOptions, create_avatar
+    from avatarcli.pipelines.render_still import render_still
+
+    fast = dict(fit_iters=40, refine_steps=4, texture_size=256)
+    plain = create_avatar(lit_photos, tmp_path / "plain.pt", CreateOptions(**fast))
+    assert not any(
+        k.startswith("view_") for k in load_avatar(plain.avatar).textures
+    )  # 3 photos: off by default
+    made = create_avatar(lit_photos, tmp_path / "vd.pt", CreateOptions(view_dependent=True, **fast))
+    avatar = load_avatar(made.avatar)
+    assert avatar.textures["view_rgb"].shape == (3, 256, 256, 3) and avatar.provenance["view_textures"] == 3
+
+    side = np.asarray(Image.open(lit_photos[1]), np.float32)
+    person = np.asarray(Image.open(lit_photos[1].with_name("side_mask.png"))) > 0
+    errors = {}
+    for name, path in (("plain", plain.avatar), ("view", made.avatar)):
+        still = render_still(path, tmp_path / f"{name}.png", view="input", pose="input", input_index=1)
+        errors[name] = float(np.abs(np.asarray(Image.open(still), np.float32) - side)[person].mean())
+    # the merged texture averages the dim side into the bright front and back; the view-dependent
+    # avatar draws the side view from the side photo
+    assert errors["view"] < 0.85 * errors["plain"], errors
+
+    broken = load_avatar(made.avatar)
+    broken.textures["view_rgb"] = broken.textures["view_rgb"][:, :100]
+    save_avatar(broken, tmp_path / "broken.pt")
+    with pytest.raises(AvatarFormatError, match="damaged"):
+        render_still(tmp_path / "broken.pt", tmp_path / "b.png")
