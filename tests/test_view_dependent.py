@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -113,11 +114,12 @@ def lit_photos(anny_body, tmp_path_factory):
     return paths
 
 
-def test_merged_avatar_shows_each_view_in_its_own_light(lit_photos, tmp_path):
+def test_merged_avatar_shows_each_view_in_its_own_light(lit_photos, tmp_path, capsys):
     import numpy as np
     from PIL import Image
 
     from avatarcli.avatar_file import load_avatar, save_avatar
+    from avatarcli.cli.main import main
     from avatarcli.errors import AvatarFormatError
     from avatarcli.pipelines.create import CreateOptions, create_avatar
     from avatarcli.pipelines.render_still import render_still
@@ -127,21 +129,24 @@ def test_merged_avatar_shows_each_view_in_its_own_light(lit_photos, tmp_path):
     assert not any(
         k.startswith("view_") for k in load_avatar(plain.avatar).textures
     )  # 3 photos: off by default
-    made = create_avatar(lit_photos, tmp_path / "vd.pt", CreateOptions(view_dependent=True, **fast))
-    avatar = load_avatar(made.avatar)
+    out = tmp_path / "vd.pt"
+    args = ["merge", *map(str, lit_photos), "-o", str(out), "--view-dependent", "--json"]
+    assert main([*args, "--fit-iters", "40", "--refine-steps", "4", "--texture-size", "256"]) == 0
+    assert json.loads(capsys.readouterr().out)["view_textures"] == 3
+    avatar = load_avatar(out)
     assert avatar.textures["view_rgb"].shape == (3, 256, 256, 3) and avatar.provenance["view_textures"] == 3
 
     side = np.asarray(Image.open(lit_photos[1]), np.float32)
     person = np.asarray(Image.open(lit_photos[1].with_name("side_mask.png"))) > 0
     errors = {}
-    for name, path in (("plain", plain.avatar), ("view", made.avatar)):
+    for name, path in (("plain", plain.avatar), ("view", out)):
         still = render_still(path, tmp_path / f"{name}.png", view="input", pose="input", input_index=1)
         errors[name] = float(np.abs(np.asarray(Image.open(still), np.float32) - side)[person].mean())
     # the merged texture averages the dim side into the bright front and back; the view-dependent
     # avatar draws the side view from the side photo
     assert errors["view"] < 0.85 * errors["plain"], errors
 
-    broken = load_avatar(made.avatar)
+    broken = load_avatar(out)
     broken.textures["view_rgb"] = broken.textures["view_rgb"][:, :100]
     save_avatar(broken, tmp_path / "broken.pt")
     with pytest.raises(AvatarFormatError, match="damaged"):

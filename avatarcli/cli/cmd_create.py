@@ -307,6 +307,8 @@ def _print_result(con, r: dict) -> None:
             f"fit: silhouette IoU {iou:.3f}" if iou is not None else "fit: no mask to score the silhouette",
             f", keypoint error {q.get('keypoint_error_pct', float('nan')):.2f} % of height",
         )
+    if r.get("view_textures"):
+        con.print(f"view-dependent colour: {r['view_textures']} per-view textures")
     if r.get("clothing"):
         before = ", ".join(f"{x:.3f}" for x in r["clothing"]["silhouette_iou_before"])
         after = ", ".join(f"{x:.3f}" for x in r["clothing"]["silhouette_iou_after"])

@@ -140,6 +140,8 @@ class CreateResult:
     clothing: dict | None = None
     #: side of the RGB texture (``--texture-size auto`` picks it); None for the neural methods
     texture_size: int | None = None
+    #: per-view textures kept for view-dependent colour (0: one merged texture)
+    view_textures: int = 0
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -395,6 +397,7 @@ def create_avatar(
         timings={k: round(v, 2) for k, v in timings.items()},
         clothing=clothing_report,
         texture_size=provenance.get("texture_size") if opts.method == "rgb" else None,
+        view_textures=int(provenance.get("view_textures", 0)),
     )
 
 
