@@ -146,6 +146,10 @@ def test_merged_avatar_shows_each_view_in_its_own_light(lit_photos, tmp_path, ca
     # avatar draws the side view from the side photo
     assert errors["view"] < 0.85 * errors["plain"], errors
 
+    gif = tmp_path / "turn.gif"  # animation blends views per frame, in a batch of cameras
+    assert main(["animate", str(out), "--turntable", "--size", "48", "--fps", "4", "-o", str(gif)]) == 0
+    assert gif.stat().st_size > 0
+
     broken = load_avatar(out)
     broken.textures["view_rgb"] = broken.textures["view_rgb"][:, :100]
     save_avatar(broken, tmp_path / "broken.pt")
