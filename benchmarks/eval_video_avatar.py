@@ -1,12 +1,14 @@
 """Evaluate neural video avatars (no pretrained weights) against the RGB-texture avatar.
 
     python benchmarks/eval_video_avatar.py [--quick] [--json] [--only iper|octopus] [--pose-compare]
-                                           [--set OPTION=VALUE ...]
+                                           [--colour-compare] [--set OPTION=VALUE ...]
 
 Cases (issue #8 items 4–5; target for the neural avatar: held-out PSNR ≥ 26 dB, SSIM ≥ 0.93,
 and better than the RGB avatar). Avatars: ``rgb`` (one merged texture, ``avatar merge``),
 ``rgb_view`` (the same plus view-dependent colour from the training frames' own textures,
-``avatar merge --view-dependent``), ``neural`` (``avatar merge --neural``):
+``avatar merge --view-dependent``), ``neural`` (``avatar merge --neural``: a renderer trained to
+correct the view-dependent colour; ``--colour-compare`` adds ``neural_merged``, trained on the
+merged texture instead):
 
 * iPER 360° turn GIF (512², 53 frames, no masks: the person masks are mediapipe's): train on
   the even frames, score the odd ones. ``--quick``: every 4th frame each (0, 4, … / 1, 5, …) at
@@ -132,15 +134,22 @@ def rgb_view_scores(body, frames, built, train, test, opts) -> list[dict]:
 
 
 def neural_run(body, frames, built, train, test, opts) -> tuple[list[dict], float, dict]:
-    from avatarcli.pipelines.video_avatar import frame_targets, initial_neural_texture, score_frames
+    from avatarcli.pipelines.video_avatar import (
+        frame_colour_for_frames,
+        frame_targets,
+        initial_neural_texture,
+        score_frames,
+    )
     from avatarcli.pipelines.video_training import NeuralAvatarModel, full_frame_loss, train_steps
 
     torch.manual_seed(opts.seed)
     config = opts.renderer_config()
     model = NeuralAvatarModel(
-        initial_neural_texture(built.texture, config.texture_channels, opts.texture_size), config
+        initial_neural_texture(built.texture, config.texture_channels, opts.texture_size, opts.view_colour),
+        config,
     )
-    targets = frame_targets(body, frames, train, model.wants_normals)
+    colour = frame_colour_for_frames(body, frames, train, built.texture[None]) if opts.view_colour else None
+    targets = frame_targets(body, frames, train, model.wants_normals, colour=colour)
     settings = opts.train_settings()
     before = full_frame_loss(model, targets, settings)
     t0 = time.perf_counter()
@@ -148,7 +157,7 @@ def neural_run(body, frames, built, train, test, opts) -> tuple[list[dict], floa
     seconds = time.perf_counter() - t0
     after = full_frame_loss(model, targets, settings)
     return (
-        score_frames(model, body, frames, test),
+        score_frames(model, body, frames, test, colour),
         seconds,
         {"train_loss_before": round(before, 4), "train_loss_after": round(after, 4)},
     )
@@ -273,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resolution", type=int, default=None, help="working resolution (512, quick 256)")
     parser.add_argument("--folds", type=str, default=None, help="octopus folds, e.g. 0,4")
     parser.add_argument("--pose-compare", action="store_true", help="also train with normals as input")
+    parser.add_argument(
+        "--colour-compare", action="store_true", help="also train on the merged texture (no view colour)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="option override")
     parser.add_argument("--json", action="store_true")
@@ -293,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     variants = [("neural", opts)]
     if args.pose_compare:
         variants.append(("neural_normals", replace(opts, pose_channels="normals")))
+    if args.colour_compare:
+        variants.append(("neural_merged", replace(opts, view_colour=False)))
     folds = [int(f) for f in args.folds.split(",")] if args.folds else ([0, 4] if quick else list(range(8)))
     body = load_body("anny")
     only = set(args.only or ("iper", "octopus"))

@@ -108,6 +108,37 @@ def test_pose_conditioned_renderer_needs_normals():
         VideoRendererConfig(pose_channels="joints")
 
 
+def test_view_colour_renderer_starts_at_the_colour_it_is_given(anny_body, frames, rgb_init):
+    from avatarcli.pipelines.video_avatar import frame_colour_for_frames
+    from avatarcli.texture import psnr
+
+    config = VideoRendererConfig(texture_channels=6, width=8, depth=2, view_colour=True)
+    assert VideoRendererConfig.from_dict(json.loads(json.dumps(config.as_dict()))) == config
+    model = NeuralAvatarModel(initial_neural_texture(rgb_init, 6, 128, view_colour=True), config)
+    assert float(model.texture.detach().abs().sum()) == 0.0  # a correction: starts at nothing
+    colour = frame_colour_for_frames(anny_body, frames, range(3), rgb_init[None])
+    targets = frame_targets(anny_body, frames, range(3), normals=False, colour=colour)
+    first = targets[0].inputs
+    rgb, _ = model(first)
+    assert torch.allclose(rgb * first.mask, first.colour * first.mask, atol=1e-6)
+    with pytest.raises(ValueError, match="colour"):
+        model.render(first.uv, first.mask)
+    # a training frame gets the colour its neighbours predict, not its own photo: with a grey
+    # merged texture, the front frame's neighbours (120° and 240° away) cannot say its colours
+    # (128² texels: the 128-px photos cover most of them)
+    grey = frame_colour_for_frames(anny_body, frames, range(3), torch.full((1, 3, 128, 128), 0.5))
+    verts, cam = frames.vertices(anny_body, 0), frames.cameras[0]
+    left, top, w, h = first.window
+    own = grey(verts, cam)[..., top : top + h, left : left + w]
+    predicted = grey(verts, cam, exclude_frame=0)[..., top : top + h, left : left + w]
+    photo, body_px = targets[0].photo, first.mask.bool()
+    assert float(psnr(own, photo, body_px)) > float(psnr(predicted, photo, body_px)) + 3.0
+    # training moves it; scoring a held-out frame uses every training frame's colour
+    train_steps(model, targets, TrainSettings(steps=4, batch=2, patch=48, checkpoint_every=0), seed=0)
+    held_out = score_frames(model, anny_body, frames, [3], colour)[0]
+    assert held_out["psnr"] > 15 and 0.9 < held_out["iou"] <= 1
+
+
 def test_lpips_replaces_the_ssim_term_when_given():
     from test_lpips import tiny_lpips
 
@@ -265,6 +296,9 @@ def test_create_resume_and_animate_end_to_end(anny_body, frame_files, tmp_path):
     )
     assert avatar.textures["rgb"].dtype == torch.uint8 and avatar.textures["rgb"].shape[-1] == 3
     assert len(avatar.views) == 3 and avatar.views[0]["width"] == 192
+    # the renderer corrects view-dependent colour: every frame's own texture is kept
+    assert avatar.renderer["config"]["view_colour"] is True
+    assert avatar.textures["view_rgb"].shape[0] == 3
 
     draw = frame_renderer_for(avatar, anny_body, "cpu", (0.0, 0.0, 1.0))
     rest = anny_body(shape=avatar.shape[None]).vertices
@@ -288,6 +322,13 @@ def test_create_resume_and_animate_end_to_end(anny_body, frame_files, tmp_path):
 
     with pytest.raises(UserError, match="already exists"):
         create_video_avatar(images, out, opts)
+    from avatarcli.errors import AvatarFormatError
+
+    for key in ("view_rgb", "view_weight", "view_directions"):  # any part missing: a damaged file
+        broken = load_avatar(out)
+        del broken.textures[key]
+        with pytest.raises(AvatarFormatError, match="damaged"):
+            frame_renderer_for(broken, anny_body, "cpu", (0.0, 0.0, 0.0))
 
 
 def test_no_person_anywhere_is_a_user_error(frame_files, tmp_path):

@@ -155,3 +155,11 @@ def test_merged_avatar_shows_each_view_in_its_own_light(lit_photos, tmp_path, ca
     save_avatar(broken, tmp_path / "broken.pt")
     with pytest.raises(AvatarFormatError, match="damaged"):
         render_still(tmp_path / "broken.pt", tmp_path / "b.png")
+
+
+def test_one_photo_has_no_views_to_blend(lit_photos, tmp_path, capsys):
+    from avatarcli.cli.main import main
+
+    assert main(["create", str(lit_photos[0]), "-o", str(tmp_path), "--view-dependent"]) == 2
+    assert "several views" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -89,6 +89,14 @@ def register(app: typer.Typer) -> None:
             "(RGB and video avatars; default: on for several photos and for video).",
             show_default=False,
         ),
+        view_dependent=typer.Option(
+            None,
+            "--view-dependent/--no-view-dependent",
+            help="Keep every frame's own texture and blend the nearest views when rendering "
+            "(merge: default on from 12 photos, e.g. a turn-around; --video/--neural: default on, "
+            "the renderer corrects that colour).",
+            show_default=False,
+        ),
         overwrite=typer.Option(False, "--overwrite", help="Replace existing avatar files."),
         json_out=typer.Option(False, "--json", help="Print a JSON summary."),
     )
@@ -130,6 +138,7 @@ def register(app: typer.Typer) -> None:
         refine_steps: int = common["refine_steps"],
         fit_iters: int = common["fit_iters"],
         clothing: bool | None = common["clothing"],
+        view_dependent: bool | None = common["view_dependent"],
         overwrite: bool = common["overwrite"],
         json_out: bool = common["json_out"],
     ) -> None:
@@ -153,11 +162,14 @@ def register(app: typer.Typer) -> None:
                 body=body, smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed,
                 overwrite=overwrite, temporal_smoothness=temporal_smoothness,
                 clothing=True if clothing is None else clothing,
+                view_colour=True if view_dependent is None else view_dependent,
             )  # fmt: skip
             _run_video(video, output, vopts, device, json_out)
             return
         if not photos:
             raise UserError("give one or more photos (or a folder), or --video clip.mp4")
+        if view_dependent is not None:
+            raise UserError("--view-dependent needs several views: use avatar merge, or --video")
         inputs = expand_inputs(photos)
         opts = _options(
             method=method, dinar_steps=steps, sp_image_size=sp_size, max_seconds=max_seconds, body=body,
@@ -224,13 +236,7 @@ def register(app: typer.Typer) -> None:
         refine_steps: int = common["refine_steps"],
         fit_iters: int = common["fit_iters"],
         clothing: bool | None = common["clothing"],
-        view_dependent: bool | None = typer.Option(
-            None,
-            "--view-dependent/--no-view-dependent",
-            help="Keep every photo's own texture and blend the nearest views when rendering "
-            "(default: on from 12 photos, e.g. a turn-around).",
-            show_default=False,
-        ),
+        view_dependent: bool | None = common["view_dependent"],
         overwrite: bool = common["overwrite"],
         json_out: bool = common["json_out"],
     ) -> None:
@@ -247,14 +253,13 @@ def register(app: typer.Typer) -> None:
 
             if uv_layout != "body":
                 raise UserError("--uv-layout applies to --method rgb, not to --neural")
-            if view_dependent:
-                raise UserError("--view-dependent applies to --method rgb, not to --neural")
 
             vopts = _video_options(
                 size,
                 steps=train_steps, pose_channels=pose_channels, body=body, max_frames=len(inputs),
                 smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed, overwrite=overwrite,
                 clothing=True if clothing is None else clothing,
+                view_colour=True if view_dependent is None else view_dependent,
             )  # fmt: skip
             _run_video(
                 [str(p) for p in inputs], output or Path("out"), vopts, resolve_device(state.device), json_out

@@ -12,7 +12,10 @@ compact renderer instead:
   layers since batches are tiny);
 * output: an RGB **residual** added to the first 3 texture channels and an alpha logit added
   to a body-mask prior. The head starts at zero, so an untrained renderer reproduces the RGB
-  texture path exactly and training can only move away from it where the frames say so.
+  texture path exactly and training can only move away from it where the frames say so;
+* with ``view_colour``, the first 3 channels are a learned correction on top of a per-pixel
+  colour the caller supplies — the avatar's view-dependent colour for this view
+  (:mod:`avatarcli.texture.view_dependent`) — instead of a colour of their own.
 
 The config is plain data (:meth:`VideoRendererConfig.as_dict`) and is stored in the avatar file
 together with the state dict.
@@ -37,6 +40,7 @@ class VideoRendererConfig:
     pose_channels: str = "none"  # "none" | "normals"
     width: int = 24  # channels of the first level; doubled per level
     depth: int = 3  # number of ×2 downsamplings
+    view_colour: bool = False  # the colour channels add to a view-dependent colour given per frame
 
     def __post_init__(self) -> None:
         if self.pose_channels not in POSE_CHANNELS:
@@ -56,7 +60,11 @@ class VideoRendererConfig:
     @classmethod
     def from_dict(cls, data: dict) -> VideoRendererConfig:
         return cls(
-            **{k: data[k] for k in ("texture_channels", "pose_channels", "width", "depth") if k in data}
+            **{
+                k: data[k]
+                for k in ("texture_channels", "pose_channels", "width", "depth", "view_colour")
+                if k in data
+            }
         )
 
 

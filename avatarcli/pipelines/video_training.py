@@ -31,6 +31,8 @@ class FrameInputs:
     mask: torch.Tensor  # (1, 1, H, W) body coverage {0, 1}
     normals: torch.Tensor | None  # (1, 3, H, W) camera-space normals, 0 off the body
     window: tuple[int, int, int, int]
+    #: (1, 3, H, W) view-dependent colour of the body in this view (renderers with view_colour)
+    colour: torch.Tensor | None = None
 
 
 @dataclass
@@ -103,14 +105,22 @@ class NeuralAvatarModel(nn.Module):
     def wants_normals(self) -> bool:
         return self.renderer.config.pose_channels == "normals"
 
+    @property
+    def wants_colour(self) -> bool:
+        return self.renderer.config.view_colour
+
     def forward(self, inputs: FrameInputs) -> tuple[torch.Tensor, torch.Tensor]:
         """RGB (B, 3, H, W) (not clamped) and alpha (B, 1, H, W) in (0, 1)."""
-        return self.render(inputs.uv, inputs.mask, inputs.normals)
+        return self.render(inputs.uv, inputs.mask, inputs.normals, inputs.colour)
 
-    def render(self, uv, mask, normals=None) -> tuple[torch.Tensor, torch.Tensor]:
+    def render(self, uv, mask, normals=None, colour=None) -> tuple[torch.Tensor, torch.Tensor]:
         from avatarcli.render import sample_texture
 
         features = sample_texture(self.texture, uv, mask[:, 0])
+        if self.wants_colour:
+            if colour is None:
+                raise ValueError("this renderer adds to a view-dependent colour: pass the frame's colour")
+            features = torch.cat([features[:, :3] + colour * mask, features[:, 3:]], 1)
         rgb, logit = self.renderer(features, uv.permute(0, 3, 1, 2), mask, normals)
         return rgb, torch.sigmoid(logit)
 
@@ -229,10 +239,12 @@ def _patch(target: FrameTarget, size: int, generator: torch.Generator):
     rows, cols = slice(top, top + ph), slice(left, left + pw)
     inp = target.inputs
     normals = inp.normals[..., rows, cols] if inp.normals is not None else None
+    colour = inp.colour[..., rows, cols] if inp.colour is not None else None
     return (
         inp.uv[:, rows, cols],
         inp.mask[..., rows, cols],
         normals,
+        colour,
         target.photo[..., rows, cols],
         target.person[..., rows, cols],
     )
@@ -297,10 +309,10 @@ def train_steps(
         while step < settings.steps:
             picks = torch.randint(0, len(targets), (settings.batch,), generator=generator).tolist()
             patches = [_patch(targets[i], size, generator) for i in picks]
-            uv, mask, normals, photo, person = (
+            uv, mask, normals, colour, photo, person = (
                 torch.cat(p, 0) if p[0] is not None else None for p in zip(*patches, strict=True)
             )
-            rgb, alpha = model.render(uv, mask, normals)
+            rgb, alpha = model.render(uv, mask, normals, colour)
             loss, parts = frame_loss(
                 rgb, alpha, photo, person, settings.ssim_weight, settings.dice_weight,
                 lpips=lpips, lpips_weight=settings.lpips_weight,

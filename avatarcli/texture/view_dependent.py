@@ -59,6 +59,11 @@ class ViewTextures:
     def to(self, device: torch.device | str) -> ViewTextures:
         return ViewTextures(self.rgb.to(device), self.weight.to(device), self.directions.to(device))
 
+    def without(self, index: int) -> ViewTextures:
+        """All views but one: a training frame's colour as a frame the avatar never saw would get."""
+        keep = [k for k in range(len(self)) if k != index]
+        return ViewTextures(self.rgb[keep], self.weight[keep], self.directions[keep])
+
 
 def torso_vertex_ids(body) -> torch.Tensor:
     """Vertices of the torso's faces: the part whose orientation says which way the body faces."""
