@@ -128,9 +128,7 @@ def test_view_colour_renderer_starts_at_the_colour_it_is_given(anny_body, frames
     # (128² texels: the 128-px photos cover most of them)
     grey = frame_colour_for_frames(anny_body, frames, range(3), torch.full((1, 3, 128, 128), 0.5))
     verts, cam = frames.vertices(anny_body, 0), frames.cameras[0]
-    left, top, w, h = first.window
-    own = grey(verts, cam)[..., top : top + h, left : left + w]
-    predicted = grey(verts, cam, exclude_frame=0)[..., top : top + h, left : left + w]
+    own, predicted = grey(verts, cam, first), grey(verts, cam, first, exclude_frame=0)
     photo, body_px = targets[0].photo, first.mask.bool()
     assert float(psnr(own, photo, body_px)) > float(psnr(predicted, photo, body_px)) + 3.0
     # training moves it; scoring a held-out frame uses every training frame's colour

@@ -410,8 +410,12 @@ class FrameColour:
     torso: torch.Tensor
     frame_view: dict[int, int] = field(default_factory=dict)
 
-    def __call__(self, vertices: torch.Tensor, camera, exclude_frame: int | None = None) -> torch.Tensor:
-        from avatarcli.render import render_textured
+    def __call__(
+        self, vertices: torch.Tensor, camera, inputs, exclude_frame: int | None = None
+    ) -> torch.Tensor:
+        """(1, 3, H, W) colour of the body at ``inputs``' pixels (a :class:`FrameInputs` of this
+        mesh and camera: its uv render is reused, nothing is rasterised again)."""
+        from avatarcli.render import sample_texture
         from avatarcli.texture.view_dependent import blend_view_textures, camera_directions
 
         views = self.views
@@ -420,10 +424,7 @@ class FrameColour:
         with torch.no_grad():
             direction = camera_directions(vertices, camera, self.rest, self.torso)
             texture = blend_view_textures(views, self.merged, direction)
-            image, _ = render_textured(
-                vertices, self.body.faces, self.body.uv, self.body.uv_faces, texture, camera, background=0.0
-            )
-        return image
+            return sample_texture(texture, inputs.uv, inputs.mask[:, 0])
 
 
 def frame_colour_for_frames(
@@ -515,7 +516,7 @@ def frame_targets(
         inputs = rasterize_frame(body, verts, cam, normals=normals, window=window)
         left, top, w, h = window
         if colour is not None:
-            inputs.colour = colour(verts, cam, exclude_frame=i)[..., top : top + h, left : left + w]
+            inputs.colour = colour(verts, cam, inputs, exclude_frame=i)
         photo = frames.photos[i][..., top : top + h, left : left + w]
         person = frames.masks[i][:, None, top : top + h, left : left + w]
         targets.append(FrameTarget(inputs, photo, person))
@@ -572,7 +573,7 @@ def score_frames(
             verts = frames.vertices(body, i)
             inputs = rasterize_frame(body, verts, frames.cameras[i], normals=model.wants_normals)
             if colour is not None:
-                inputs.colour = colour(verts, frames.cameras[i])
+                inputs.colour = colour(verts, frames.cameras[i], inputs)
             rgb, alpha = model(inputs)
             scores.append(score_render(rgb, alpha, inputs.mask, frames.photos[i], frames.masks[i][:, None]))
     return scores
@@ -920,7 +921,7 @@ class VideoFrameRenderer:
                     self.body, vertices[b : b + 1], cam, normals=self.model.wants_normals
                 )
                 if self.colour is not None:
-                    inputs.colour = self.colour(vertices[b : b + 1], cam)
+                    inputs.colour = self.colour(vertices[b : b + 1], cam, inputs)
                 rgb, alpha = self.model(inputs)
                 alpha = matte(alpha)
                 bg = _background(self.background, b, rgb)
