@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -18,6 +18,9 @@ from avatarcli.avatar_file import Avatar, load_avatar
 from avatarcli.body import BodyModel, load_body
 from avatarcli.errors import AvatarFormatError
 from avatarcli.render import Camera
+
+if TYPE_CHECKING:
+    from avatarcli.texture.view_dependent import ViewColour
 
 
 def load_avatar_with_body(
@@ -68,7 +71,7 @@ class RGBFrameRenderer:
     shade: bool = False
     uv: torch.Tensor | None = None
     uv_faces: torch.Tensor | None = None
-    view: ViewDependentColour | None = None
+    view: ViewColour | None = None
 
     def __call__(self, vertices: torch.Tensor, camera: Camera) -> np.ndarray:
         from avatarcli.render import render_textured
@@ -78,7 +81,7 @@ class RGBFrameRenderer:
         texture = (
             self.texture.expand(batch, -1, -1, -1)
             if self.view is None
-            else self.view(vertices, camera, self.texture)
+            else self.view.texture(vertices, camera, self.texture)
         )
         image, _ = render_textured(
             vertices,
@@ -93,26 +96,10 @@ class RGBFrameRenderer:
         return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
-@dataclass
-class ViewDependentColour:
-    """An avatar's per-view textures with what finding a view's direction needs: the rest pose
-    of the avatar's body (shape and clothes) and its torso vertices."""
-
-    views: object  # avatarcli.texture.view_dependent.ViewTextures
-    rest: torch.Tensor  # (V, 3)
-    torso: torch.Tensor  # (K,) vertex ids
-
-    def __call__(self, vertices: torch.Tensor, camera: Camera, merged: torch.Tensor) -> torch.Tensor:
-        from avatarcli.texture.view_dependent import blend_view_textures, camera_directions
-
-        with torch.no_grad():
-            directions = camera_directions(vertices, camera, self.rest, self.torso)
-            return blend_view_textures(self.views, merged, directions)
-
-
-def avatar_view_colour(avatar: Avatar, body: BodyModel, device: torch.device) -> ViewDependentColour | None:
-    """The avatar's view-dependent colour, or None when it was made without per-view textures."""
-    from avatarcli.texture.view_dependent import from_avatar_textures, torso_vertex_ids
+def avatar_view_colour(avatar: Avatar, body: BodyModel, device: torch.device):
+    """The avatar's view-dependent colour (:class:`avatarcli.texture.view_dependent.ViewColour`),
+    or None when it was made without per-view textures."""
+    from avatarcli.texture.view_dependent import ViewColour, from_avatar_textures, torso_vertex_ids
 
     try:
         views = from_avatar_textures(avatar.textures, avatar.texture_size)
@@ -122,7 +109,7 @@ def avatar_view_colour(avatar: Avatar, body: BodyModel, device: torch.device) ->
         return None
     with torch.no_grad():
         rest = body.rest(avatar.shape.to(device).reshape(1, -1)).vertices[0]
-    return ViewDependentColour(views.to(device), rest, torso_vertex_ids(body).to(device))
+    return ViewColour(views.to(device), rest, torso_vertex_ids(body).to(device))
 
 
 def avatar_rgb_texture(avatar: Avatar, device: torch.device) -> torch.Tensor:

@@ -398,17 +398,18 @@ VIEW_COLOUR_MAX_FRAMES = 36
 class FrameColour:
     """The view-dependent colour of the body in any frame: the neural renderer's base colour.
 
-    ``frame_view`` maps a training frame to its own entry in ``views``, so a training frame can
-    be given the colour its neighbours alone predict (:meth:`__call__` with ``exclude``) — what
-    a new frame gets — rather than its own photo, which the renderer would learn to trust.
+    ``frame_view`` maps a training frame to its own stored view, so a training frame can be
+    given the colour its neighbours alone predict (``exclude_frame``) — what a new frame gets —
+    rather than its own photo, which the renderer would learn to trust.
     """
 
-    body: object
-    views: object  # avatarcli.texture.view_dependent.ViewTextures
+    colour: object  # avatarcli.texture.view_dependent.ViewColour
     merged: torch.Tensor  # (1, 3, T, T) where none of the nearest frames saw a texel
-    rest: torch.Tensor  # (V, 3) rest pose of the avatar's body
-    torso: torch.Tensor
     frame_view: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def views(self):
+        return self.colour.views
 
     def __call__(
         self, vertices: torch.Tensor, camera, inputs, exclude_frame: int | None = None
@@ -416,15 +417,10 @@ class FrameColour:
         """(1, 3, H, W) colour of the body at ``inputs``' pixels (a :class:`FrameInputs` of this
         mesh and camera: its uv render is reused, nothing is rasterised again)."""
         from avatarcli.render import sample_texture
-        from avatarcli.texture.view_dependent import blend_view_textures, camera_directions
 
-        views = self.views
-        if exclude_frame is not None and exclude_frame in self.frame_view and len(views) > 1:
-            views = views.without(self.frame_view[exclude_frame])
-        with torch.no_grad():
-            direction = camera_directions(vertices, camera, self.rest, self.torso)
-            texture = blend_view_textures(views, self.merged, direction)
-            return sample_texture(texture, inputs.uv, inputs.mask[:, 0])
+        without = self.frame_view.get(exclude_frame) if exclude_frame is not None else None
+        texture = self.colour.texture(vertices, camera, self.merged, without=without)
+        return sample_texture(texture, inputs.uv, inputs.mask[:, 0])
 
 
 def frame_colour_for_frames(
@@ -433,31 +429,20 @@ def frame_colour_for_frames(
     """Keep the own textures of (up to :data:`VIEW_COLOUR_MAX_FRAMES` of) ``indices``."""
     from avatarcli.texture import body_texel_maps
     from avatarcli.texture.build import TextureView
-    from avatarcli.texture.view_dependent import build_view_textures, torso_vertex_ids
+    from avatarcli.texture.view_dependent import ViewColour, build_view_textures, torso_vertex_ids
 
-    chosen = [
-        indices[int(k)]
-        for k in np.unique(
-            np.linspace(0, len(indices) - 1, min(len(indices), VIEW_COLOUR_MAX_FRAMES)).round()
-        )
-    ]
+    spread = np.linspace(0, len(indices) - 1, min(len(indices), VIEW_COLOUR_MAX_FRAMES)).round()
+    chosen = [indices[int(k)] for k in np.unique(spread)]
     device = frames.shape.device
     maps = body_texel_maps(body, merged.shape[-1], frames.shape)
     with torch.no_grad():
         rest = body.rest(frames.shape).vertices[0]
-    views = build_view_textures(
-        body,
-        [
-            TextureView(frames.vertices(body, i), frames.cameras[i], frames.photos[i], frames.masks[i] > 0.5)
-            for i in chosen
-        ],
-        maps,
-        rest,
-    )
-    return FrameColour(
-        body, views.to(device), merged.to(device), rest, torso_vertex_ids(body).to(device),
-        {int(i): k for k, i in enumerate(chosen)},
-    )  # fmt: skip
+    views = [
+        TextureView(frames.vertices(body, i), frames.cameras[i], frames.photos[i], frames.masks[i] > 0.5)
+        for i in chosen
+    ]
+    colour = ViewColour(build_view_textures(body, views, maps, rest).to(device), rest, torso_vertex_ids(body))
+    return FrameColour(colour, merged.to(device), {int(i): k for k, i in enumerate(chosen)})
 
 
 def unseen_regions(body, frames: FittedFrames, indices: Sequence[int], size: int = 128) -> list[str]:
@@ -985,18 +970,11 @@ def frame_renderer_for(avatar, body, device: torch.device | str, background) -> 
 def avatar_frame_colour(avatar, body, device: torch.device) -> FrameColour:
     """The view-dependent colour a video avatar's renderer corrects, from the avatar file."""
     from avatarcli.errors import AvatarFormatError
-    from avatarcli.pipelines.posing import avatar_rgb_texture
-    from avatarcli.texture.view_dependent import from_avatar_textures, torso_vertex_ids
+    from avatarcli.pipelines.posing import avatar_rgb_texture, avatar_view_colour
 
-    try:
-        views = from_avatar_textures(avatar.textures, avatar.texture_size)
-    except ValueError as exc:
-        raise AvatarFormatError(f"the video avatar's {exc}; the file is damaged: recreate it") from None
-    if views is None:
+    colour = avatar_view_colour(avatar, body, device)
+    if colour is None:
         raise AvatarFormatError(
             "the video avatar's renderer needs its per-frame textures, which the file lacks; it is damaged"
         )
-    with torch.no_grad():
-        rest = body.rest(avatar.shape.to(device).reshape(1, -1)).vertices[0]
-    merged = avatar_rgb_texture(avatar, device)
-    return FrameColour(body, views.to(device), merged, rest, torso_vertex_ids(body).to(device))
+    return FrameColour(colour, avatar_rgb_texture(avatar, device))
