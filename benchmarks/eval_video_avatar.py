@@ -6,9 +6,10 @@
 Cases (issue #8 items 4–5; target for the neural avatar: held-out PSNR ≥ 26 dB, SSIM ≥ 0.93,
 and better than the RGB avatar). Avatars: ``rgb`` (one merged texture, ``avatar merge``),
 ``rgb_view`` (the same plus view-dependent colour from the training frames' own textures,
-``avatar merge --view-dependent``), ``neural`` (``avatar merge --neural``: a renderer trained to
-correct the view-dependent colour; ``--colour-compare`` adds ``neural_merged``, trained on the
-merged texture instead):
+``avatar merge --view-dependent``), ``neural`` (``avatar merge --neural`` with its defaults: from
+12 frames the renderer corrects the view-dependent colour; ``--colour-compare`` adds
+``neural_merged`` and ``neural_view``, the renderer trained on the merged texture / on the view
+colour whatever the frame count):
 
 * iPER 360° turn GIF (512², 53 frames, no masks: the person masks are mediapipe's): train on
   the even frames, score the odd ones. ``--quick``: every 4th frame each (0, 4, … / 1, 5, …) at
@@ -143,12 +144,12 @@ def neural_run(body, frames, built, train, test, opts) -> tuple[list[dict], floa
     from avatarcli.pipelines.video_training import NeuralAvatarModel, full_frame_loss, train_steps
 
     torch.manual_seed(opts.seed)
-    config = opts.renderer_config()
+    view_colour = opts.uses_view_colour(len(train))
+    config = opts.renderer_config(view_colour)
     model = NeuralAvatarModel(
-        initial_neural_texture(built.texture, config.texture_channels, opts.texture_size, opts.view_colour),
-        config,
+        initial_neural_texture(built.texture, config.texture_channels, opts.texture_size, view_colour), config
     )
-    colour = frame_colour_for_frames(body, frames, train, built.texture[None]) if opts.view_colour else None
+    colour = frame_colour_for_frames(body, frames, train, built.texture[None]) if view_colour else None
     targets = frame_targets(body, frames, train, model.wants_normals, colour=colour)
     settings = opts.train_settings()
     before = full_frame_loss(model, targets, settings)
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=str, default=None, help="octopus folds, e.g. 0,4")
     parser.add_argument("--pose-compare", action="store_true", help="also train with normals as input")
     parser.add_argument(
-        "--colour-compare", action="store_true", help="also train on the merged texture (no view colour)"
+        "--colour-compare", action="store_true", help="also train with view colour off and on"
     )
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--set", action="append", default=[], metavar="OPTION=VALUE", help="option override")
@@ -306,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.pose_compare:
         variants.append(("neural_normals", replace(opts, pose_channels="normals")))
     if args.colour_compare:
-        variants.append(("neural_merged", replace(opts, view_colour=False)))
+        variants.append(("neural_merged", replace(opts, view_colour="off")))
+        variants.append(("neural_view", replace(opts, view_colour="on")))
     folds = [int(f) for f in args.folds.split(",")] if args.folds else ([0, 4] if quick else list(range(8)))
     body = load_body("anny")
     only = set(args.only or ("iper", "octopus"))

@@ -137,6 +137,14 @@ def test_view_colour_renderer_starts_at_the_colour_it_is_given(anny_body, frames
     assert held_out["psnr"] > 15 and 0.9 < held_out["iou"] <= 1
 
 
+def test_view_colour_from_twelve_frames_unless_told():
+    auto, on, off = (VideoAvatarOptions(view_colour=v) for v in ("auto", "on", "off"))
+    assert [auto.uses_view_colour(n) for n in (3, 11, 12, 60)] == [False, False, True, True]
+    assert on.uses_view_colour(3) and not on.uses_view_colour(1) and not off.uses_view_colour(60)
+    with pytest.raises(UserError, match="view colour"):
+        VideoAvatarOptions(view_colour="maybe").check()
+
+
 def test_lpips_replaces_the_ssim_term_when_given():
     from test_lpips import tiny_lpips
 
@@ -265,6 +273,7 @@ def test_create_resume_and_animate_end_to_end(anny_body, frame_files, tmp_path):
     opts = VideoAvatarOptions(
         masks=masks, fit_iters=30, refine_steps=2, texture_size=128, texture_channels=6,
         renderer_width=8, renderer_depth=2, steps=6, patch=48, checkpoint_every=2, resolution=144,
+        view_colour="on",  # three frames: off by default
     )  # fmt: skip
 
     def stop_in_training(stage, done, total):

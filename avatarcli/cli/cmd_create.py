@@ -37,6 +37,11 @@ def _video_options(texture_size: int | None, **kw):
     )
 
 
+def _view_colour(flag: bool | None) -> str:
+    """--view-dependent / --no-view-dependent / neither → a video avatar's view colour choice."""
+    return "auto" if flag is None else "on" if flag else "off"
+
+
 def _stage_progress(bar):
     tasks: dict[str, int] = {}
 
@@ -92,9 +97,9 @@ def register(app: typer.Typer) -> None:
         view_dependent=typer.Option(
             None,
             "--view-dependent/--no-view-dependent",
-            help="Keep every frame's own texture and blend the nearest views when rendering "
-            "(merge: default on from 12 photos, e.g. a turn-around; --video/--neural: default on, "
-            "the renderer corrects that colour).",
+            help="Keep every frame's own texture and blend the nearest views when rendering; "
+            "--video/--neural: the renderer corrects that colour (default: on from 12 photos or "
+            "frames, e.g. a turn-around).",
             show_default=False,
         ),
         overwrite=typer.Option(False, "--overwrite", help="Replace existing avatar files."),
@@ -162,7 +167,7 @@ def register(app: typer.Typer) -> None:
                 body=body, smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed,
                 overwrite=overwrite, temporal_smoothness=temporal_smoothness,
                 clothing=True if clothing is None else clothing,
-                view_colour=True if view_dependent is None else view_dependent,
+                view_colour=_view_colour(view_dependent),
             )  # fmt: skip
             _run_video(video, output, vopts, device, json_out)
             return
@@ -259,7 +264,7 @@ def register(app: typer.Typer) -> None:
                 steps=train_steps, pose_channels=pose_channels, body=body, max_frames=len(inputs),
                 smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed, overwrite=overwrite,
                 clothing=True if clothing is None else clothing,
-                view_colour=True if view_dependent is None else view_dependent,
+                view_colour=_view_colour(view_dependent),
             )  # fmt: skip
             _run_video(
                 [str(p) for p in inputs], output or Path("out"), vopts, resolve_device(state.device), json_out

@@ -46,12 +46,6 @@ METHODS = ("rgb", "dinar", "stylepeople")
 #: Octopus leave-one-out (merge 7, render the 8th): 26.19 → 26.50 dB mean, every fold better;
 #: from one photo the outline says too little (input view pifu_ryota 28.4 → 27.3 dB), so off.
 CLOTHING_MIN_VIEWS = 2
-#: RGB avatars from at least this many photos (a turn-around, video frames) also keep every
-#: photo's own texture and blend the nearest ones per rendered view
-#: (:mod:`avatarcli.texture.view_dependent`). iPER turn, 27 frames → 25 held-out ones: 19.58 →
-#: 21.16 dB, SSIM 0.584 → 0.637; octopus 8 views 45° apart, leave-one-out folds 0/1/4/5:
-#: −0.23 to +0.07 dB, SSIM +0.00 to +0.01 — neutral, so sparse views keep one texture.
-VIEW_DEPENDENT_MIN_VIEWS = 12
 #: at most this many per-view textures are kept (evenly spread over the photos), bounding the file
 VIEW_DEPENDENT_MAX_VIEWS = 36
 
@@ -118,11 +112,14 @@ class CreateOptions:
         return self.method == "rgb" and views >= CLOTHING_MIN_VIEWS
 
     def wants_view_textures(self, views: int) -> bool:
-        """Whether ``views`` photos keep per-view textures (default: see
-        :data:`VIEW_DEPENDENT_MIN_VIEWS`; one photo has no other view to blend)."""
+        """Whether ``views`` photos keep per-view textures (default: from
+        :data:`avatarcli.texture.view_dependent.DEFAULT_MIN_VIEWS` photos; one photo has no other
+        view to blend)."""
+        from avatarcli.texture.view_dependent import DEFAULT_MIN_VIEWS
+
         if self.method != "rgb" or views < 2:
             return False
-        return self.view_dependent if self.view_dependent is not None else views >= VIEW_DEPENDENT_MIN_VIEWS
+        return self.view_dependent if self.view_dependent is not None else views >= DEFAULT_MIN_VIEWS
 
 
 @dataclass

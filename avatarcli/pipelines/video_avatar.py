@@ -8,7 +8,7 @@ StylePeople §3.2 (and D²G-Net's setting) without pretrained weights:
    of one video also with a temporal term (smooth pose, orientation and translation over time);
 4. RGB texture from the frames with the photo path (:func:`avatarcli.texture.build.build_rgb_texture`);
    it is stored as the RGB fallback, and its per-texel visibility tells which body regions the
-   clip never showed. With ``view_colour`` (default) every frame's own texture is kept too
+   clip never showed. With ``view_colour`` (default from 12 frames) every frame's own texture is kept too
    (:mod:`avatarcli.texture.view_dependent`) and each rendered frame starts from the nearest
    frames' colours blended (:class:`FrameColour`); without it the merged texture initialises
    the first 3 neural channels;
@@ -81,11 +81,10 @@ class VideoAvatarOptions:
     renderer_width: int = 24
     renderer_depth: int = 3
     pose_channels: str = "none"  # "none" | "normals" (D²G-Net-style pose conditioning)
-    #: the renderer corrects a view-dependent colour (the nearest frames' own textures blended,
-    #: :mod:`avatarcli.texture.view_dependent`) instead of one merged texture. eval_video_avatar,
-    #: held-out PSNR / SSIM, merged → view colour: iPER 19.55 / 0.584 → 21.18 / 0.627; octopus
-    #: leave-one-out 24.41 / 0.821 → 24.62 / 0.812
-    view_colour: bool = True
+    #: "on": the renderer corrects a view-dependent colour (the nearest frames' own textures
+    #: blended, :mod:`avatarcli.texture.view_dependent`) instead of one merged texture; "off";
+    #: "auto": on from ``DEFAULT_MIN_VIEWS`` frames (measured there)
+    view_colour: str = "auto"
     refine_steps: int = 32  # RGB-texture refinement before neural training
     texture_views: int = 12  # frames (evenly spread) merged into the RGB texture; refining it costs per view
     fill: str = "mirror+back+harmonic"
@@ -117,6 +116,8 @@ class VideoAvatarOptions:
             raise UserError("--steps ≥ 0, --fit-iters ≥ 1, --batch ≥ 1 and --patch ≥ 16 please")
         if self.every < 1 or self.max_frames < 1 or self.resolution < 32 or self.texture_views < 1:
             raise UserError("--every, --max-frames and --texture-views must be ≥ 1, --resolution ≥ 32")
+        if self.view_colour not in ("auto", "on", "off"):
+            raise UserError(f"view colour must be auto, on or off, not {self.view_colour!r}")
         if not (self.temporal_smoothness >= 0 and math.isfinite(self.temporal_smoothness)):
             raise UserError(f"--temporal-smoothness must be ≥ 0, not {self.temporal_smoothness}")
 
@@ -134,7 +135,15 @@ class VideoAvatarOptions:
             checkpoint_every=self.checkpoint_every,
         )
 
-    def renderer_config(self):
+    def uses_view_colour(self, frames: int) -> bool:
+        """Whether an avatar from ``frames`` frames gets view-dependent colour."""
+        from avatarcli.texture.view_dependent import DEFAULT_MIN_VIEWS
+
+        if self.view_colour == "auto":
+            return frames >= DEFAULT_MIN_VIEWS
+        return self.view_colour == "on" and frames >= 2
+
+    def renderer_config(self, view_colour: bool = False):
         from avatarcli.nets.video_renderer import VideoRendererConfig
 
         return VideoRendererConfig(
@@ -142,7 +151,7 @@ class VideoAvatarOptions:
             pose_channels=self.pose_channels,
             width=self.renderer_width,
             depth=self.renderer_depth,
-            view_colour=self.view_colour,
+            view_colour=view_colour,
         )
 
     def identity(self) -> dict:
@@ -717,10 +726,10 @@ def create_video_avatar(
 
     # ---- joint optimisation of neural texture + renderer
     t0 = time.perf_counter()
-    config = opts.renderer_config()
+    view_colour = opts.uses_view_colour(len(frames))
+    config = opts.renderer_config(view_colour)
     model = NeuralAvatarModel(
-        initial_neural_texture(rgb_texture, config.texture_channels, opts.texture_size, opts.view_colour),
-        config,
+        initial_neural_texture(rgb_texture, config.texture_channels, opts.texture_size, view_colour), config
     )
     state = None
     resumed_from = None
@@ -730,7 +739,7 @@ def create_video_avatar(
         resumed_from = state.step
     model.to(device)
     colour = None
-    if opts.view_colour:
+    if view_colour:
         say("per-frame textures", 0, 1)
         colour = frame_colour_for_frames(
             body.to(device), _frames_to(frames, device), range(len(frames)), rgb_texture[None].to(device)
