@@ -88,6 +88,13 @@ def test_blend_view_textures_keeps_each_frames_colour_and_the_merged_fallback():
     assert front[0, 0, 1] > 0.99 and back[2, 0, 1] > 0.99  # shared texel: the nearer frame wins
 
 
+def test_kept_views_spread_evenly_and_keep_both_ends():
+    assert vd.kept_views(5) == [0, 1, 2, 3, 4]
+    kept = vd.kept_views(100, limit=36)
+    assert len(kept) == 36 and kept[0] == 0 and kept[-1] == 99
+    assert max(b - a for a, b in zip(kept[:-1], kept[1:], strict=True)) <= 3
+
+
 def test_view_textures_reject_mismatched_shapes():
     with pytest.raises(ValueError, match="same frames"):
         vd.ViewTextures(torch.zeros(2, 3, 4, 4), torch.zeros(3, 1, 4, 4), torch.zeros(2, 3))

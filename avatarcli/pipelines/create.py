@@ -46,8 +46,6 @@ METHODS = ("rgb", "dinar", "stylepeople")
 #: Octopus leave-one-out (merge 7, render the 8th): 26.19 → 26.50 dB mean, every fold better;
 #: from one photo the outline says too little (input view pifu_ryota 28.4 → 27.3 dB), so off.
 CLOTHING_MIN_VIEWS = 2
-#: at most this many per-view textures are kept (evenly spread over the photos), bounding the file
-VIEW_DEPENDENT_MAX_VIEWS = 36
 
 
 @dataclass
@@ -400,15 +398,12 @@ def create_avatar(
 
 def _view_textures(body, shape, views, maps, opts: CreateOptions, say: ProgressFn) -> dict[str, torch.Tensor]:
     """Per-photo textures for view-dependent colour, in the avatar file's form."""
-    from avatarcli.texture.view_dependent import build_view_textures, to_avatar_textures
+    from avatarcli.texture.view_dependent import build_view_textures, kept_views, to_avatar_textures
 
-    keep = np.unique(
-        np.linspace(0, len(views) - 1, min(len(views), VIEW_DEPENDENT_MAX_VIEWS)).round().astype(int)
-    )
     say("texture: per-view textures", 0, 1)
     with torch.no_grad():
         rest = body.rest(shape).vertices[0]
-    chosen = [views[int(i)] for i in keep]
+    chosen = [views[i] for i in kept_views(len(views))]
     built = build_view_textures(body, chosen, maps, rest, detect_occlusion=opts.occlusion)
     say("texture: per-view textures", 1, 1)
     return to_avatar_textures(built)

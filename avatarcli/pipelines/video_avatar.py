@@ -399,10 +399,6 @@ def initial_neural_texture(
     return torch.cat([colour, extra], 1)
 
 
-#: frames whose own textures a video avatar keeps (evenly spread), bounding the avatar file
-VIEW_COLOUR_MAX_FRAMES = 36
-
-
 @dataclass
 class FrameColour:
     """The view-dependent colour of the body in any frame: the neural renderer's base colour.
@@ -435,13 +431,12 @@ class FrameColour:
 def frame_colour_for_frames(
     body, frames: FittedFrames, indices: Sequence[int], merged: torch.Tensor
 ) -> FrameColour:
-    """Keep the own textures of (up to :data:`VIEW_COLOUR_MAX_FRAMES` of) ``indices``."""
+    """Keep the own textures of ``indices`` (up to :data:`~avatarcli.texture.view_dependent.MAX_VIEWS`)."""
     from avatarcli.texture import body_texel_maps
     from avatarcli.texture.build import TextureView
-    from avatarcli.texture.view_dependent import ViewColour, build_view_textures, torso_vertex_ids
+    from avatarcli.texture.view_dependent import ViewColour, build_view_textures, kept_views, torso_vertex_ids
 
-    spread = np.linspace(0, len(indices) - 1, min(len(indices), VIEW_COLOUR_MAX_FRAMES)).round()
-    chosen = [indices[int(k)] for k in np.unique(spread)]
+    chosen = [indices[k] for k in kept_views(len(indices))]
     device = frames.shape.device
     maps = body_texel_maps(body, merged.shape[-1], frames.shape)
     with torch.no_grad():

@@ -28,6 +28,8 @@ import torch
 #: RGB 25.23 → 25.14 dB, SSIM 0.841 → 0.849; neural 24.41 → 24.45, 0.821 → 0.810 — neutral, so
 #: sparse views keep one texture
 DEFAULT_MIN_VIEWS = 12
+#: at most this many per-view textures are kept (evenly spread over the views), bounding the file
+MAX_VIEWS = 36
 #: frames blended for one view; the next-nearest frame sets where their weights reach zero
 NEIGHBOURS = 2
 #: a texel a frame saw at a grazing angle counts less: weight ∝ view cosine ** this
@@ -69,6 +71,13 @@ class ViewTextures:
         """All views but one: a training frame's colour as a frame the avatar never saw would get."""
         keep = [k for k in range(len(self)) if k != index]
         return ViewTextures(self.rgb[keep], self.weight[keep], self.directions[keep])
+
+
+def kept_views(count: int, limit: int = MAX_VIEWS) -> list[int]:
+    """Indices of the views to keep: all of them, or ``limit`` spread evenly over ``count``."""
+    if count <= limit:
+        return list(range(count))
+    return sorted({round(k * (count - 1) / (limit - 1)) for k in range(limit)})
 
 
 def torso_vertex_ids(body) -> torch.Tensor:
