@@ -335,6 +335,7 @@ def create_avatar(
         save_contact_sheet(preview, [("input", perceptions[0].image), *sp_tiles], tile_size=256, columns=4)
     else:
         from avatarcli.pipelines.perceptual import load_lpips_if_installed, perceptual_name
+        from avatarcli.texture.view_dependent import to_avatar_textures
 
         lpips = load_lpips_if_installed(device) if opts.refine_steps > 0 else None
         built, maps = texture_for_views(body, shape, views, opts, say, layout=layout, lpips=lpips)
@@ -347,14 +348,20 @@ def create_avatar(
         if clothing_report is not None:
             provenance["clothing"] = clothing_report
         texture = built.texture
-        view_textures = {}
+        view_colour = None
         if opts.wants_view_textures(len(views)):
-            view_textures = _view_textures(body, shape, views, maps, opts, say)
-            provenance["view_textures"] = int(view_textures["view_rgb"].shape[0])
+            view_colour = _view_colour(body, shape, views, maps, opts, say)
+            provenance["view_textures"] = len(view_colour.views)
         timings["texture"] = time.perf_counter() - t0
         t0 = time.perf_counter()
+
+        def drawn(view) -> torch.Tensor:  # the colour this avatar shows from the view's camera
+            if view_colour is None:
+                return texture
+            return view_colour.texture(view.vertices, view.camera, texture[None].to(view.vertices))[0]
+
         scores = [
-            input_view_scores(body, v.vertices, v.camera, texture, v.image, v.mask, layout=layout)
+            input_view_scores(body, v.vertices, v.camera, drawn(v), v.image, v.mask, layout=layout)
             for v in views
         ]
         avatar = Avatar(
@@ -367,7 +374,7 @@ def create_avatar(
                 "known": built.exact.to(torch.uint8).cpu(),  # B_smp: hit exactly by a photo pixel
                 "filled": built.seen.to(torch.uint8).cpu(),  # B_fill: sampled + the 3×3 ring
                 **_layout_entries(opts.uv_layout, layout),
-                **view_textures,
+                **(to_avatar_textures(view_colour.views) if view_colour is not None else {}),
             },
             weights=_layout_weights(opts.uv_layout),
             views=records,
@@ -396,9 +403,10 @@ def create_avatar(
     )
 
 
-def _view_textures(body, shape, views, maps, opts: CreateOptions, say: ProgressFn) -> dict[str, torch.Tensor]:
-    """Per-photo textures for view-dependent colour, in the avatar file's form."""
-    from avatarcli.texture.view_dependent import build_view_textures, kept_views, to_avatar_textures
+def _view_colour(body, shape, views, maps, opts: CreateOptions, say: ProgressFn):
+    """Per-photo textures for view-dependent colour
+    (:class:`avatarcli.texture.view_dependent.ViewColour`)."""
+    from avatarcli.texture.view_dependent import ViewColour, build_view_textures, kept_views, torso_vertex_ids
 
     say("texture: per-view textures", 0, 1)
     with torch.no_grad():
@@ -406,7 +414,7 @@ def _view_textures(body, shape, views, maps, opts: CreateOptions, say: ProgressF
     chosen = [views[i] for i in kept_views(len(views))]
     built = build_view_textures(body, chosen, maps, rest, detect_occlusion=opts.occlusion)
     say("texture: per-view textures", 1, 1)
-    return to_avatar_textures(built)
+    return ViewColour(built.to(rest.device), rest, torso_vertex_ids(body).to(rest.device))
 
 
 def _layout_entries(choice: str, layout) -> dict[str, torch.Tensor]:
