@@ -156,12 +156,14 @@ def blend_view_textures(
     them saw the texel."""
     frame_weights = blend_weights(directions.to(views.directions), views.directions, neighbours)
     top, index = frame_weights.topk(min(neighbours, len(views)), dim=1)  # the others weigh 0
-    texel = views.weight[index].clamp_min(0.0) ** cosine_power  # (B, K, 1, T, T)
-    weights = top[:, :, None, None, None] * texel
-    total = weights.sum(1)
-    colour = (weights * views.rgb[index]).sum(1) / total.clamp_min(1e-8)
-    known = total > 1e-6
-    return torch.where(known, colour, merged.to(colour).expand_as(colour))
+    merged = merged.to(views.rgb)
+    out = []
+    for b in range(directions.shape[0]):  # one view at a time: a batch of 1024² textures stays small
+        weights = top[b, :, None, None, None] * views.weight[index[b]].clamp_min(0.0) ** cosine_power
+        total = weights.sum(0)
+        colour = (weights * views.rgb[index[b]]).sum(0) / total.clamp_min(1e-8)
+        out.append(torch.where(total > 1e-6, colour, merged[min(b, merged.shape[0] - 1)]))
+    return torch.stack(out)
 
 
 def build_view_textures(
