@@ -97,50 +97,28 @@ def rgb_scores(body, frames, built, indices) -> list[dict]:
     return rows
 
 
-def rgb_view_scores(body, frames, built, train, test, opts) -> list[dict]:
-    """The RGB avatar with view-dependent colour (``avatar merge --view-dependent``): the train
-    frames' own textures, the two nearest (relative to the torso) blended per held-out frame."""
+def rgb_view_scores(body, frames, colour, indices) -> list[dict]:
+    """The RGB avatar with view-dependent colour (``avatar merge --view-dependent``): ``colour``
+    (a :class:`~avatarcli.pipelines.video_avatar.FrameColour` of the training frames) drawn alone."""
     from avatarcli.pipelines.video_avatar import score_render
-    from avatarcli.render import render_textured
-    from avatarcli.texture import body_texel_maps
-    from avatarcli.texture.build import TextureView
-    from avatarcli.texture.view_dependent import (
-        blend_view_textures,
-        build_view_textures,
-        camera_directions,
-        torso_vertex_ids,
-    )
+    from avatarcli.pipelines.video_training import rasterize_frame
 
-    size = built.texture.shape[-1]
-    maps = body_texel_maps(body, size, frames.shape)
-    with torch.no_grad():
-        rest = body.rest(frames.shape).vertices[0]
-    views = [
-        TextureView(frames.vertices(body, i), frames.cameras[i], frames.photos[i], frames.masks[i] > 0.5)
-        for i in train
-    ]
-    per_view = build_view_textures(body, views, maps, rest)
-    torso = torso_vertex_ids(body)
     rows = []
     with torch.no_grad():
-        for i in test:
+        for i in indices:
             vertices = frames.vertices(body, i)
-            direction = camera_directions(vertices, frames.cameras[i], rest, torso)
-            texture = blend_view_textures(per_view, built.texture[None], direction)
-            img, cover = render_textured(
-                vertices, body.faces, body.uv, body.uv_faces, texture, frames.cameras[i]
+            inputs = rasterize_frame(body, vertices, frames.cameras[i], normals=False)
+            img = colour(vertices, frames.cameras[i], inputs)
+            rows.append(
+                score_render(img, inputs.mask, inputs.mask, frames.photos[i], frames.masks[i][:, None])
             )
-            rows.append(score_render(img, cover, cover, frames.photos[i], frames.masks[i][:, None]))
     return rows
 
 
-def neural_run(body, frames, built, train, test, opts) -> tuple[list[dict], float, dict]:
-    from avatarcli.pipelines.video_avatar import (
-        frame_colour_for_frames,
-        frame_targets,
-        initial_neural_texture,
-        score_frames,
-    )
+def neural_run(body, frames, built, colour, train, test, opts) -> tuple[list[dict], float, dict]:
+    """Train and score one neural avatar; ``colour`` is the training frames' view colour, used
+    when ``opts`` turn it on for this many frames."""
+    from avatarcli.pipelines.video_avatar import frame_targets, initial_neural_texture, score_frames
     from avatarcli.pipelines.video_training import NeuralAvatarModel, full_frame_loss, train_steps
 
     torch.manual_seed(opts.seed)
@@ -149,7 +127,7 @@ def neural_run(body, frames, built, train, test, opts) -> tuple[list[dict], floa
     model = NeuralAvatarModel(
         initial_neural_texture(built.texture, config.texture_channels, opts.texture_size, view_colour), config
     )
-    colour = frame_colour_for_frames(body, frames, train, built.texture[None]) if view_colour else None
+    colour = colour if view_colour else None
     targets = frame_targets(body, frames, train, model.wants_normals, colour=colour)
     settings = opts.train_settings()
     before = full_frame_loss(model, targets, settings)
@@ -165,7 +143,11 @@ def neural_run(body, frames, built, train, test, opts) -> tuple[list[dict], floa
 
 
 def evaluate_split(name, body, frames, train, test, opts, variants) -> dict:
-    from avatarcli.pipelines.video_avatar import clothe_frames, rgb_texture_for_frames
+    from avatarcli.pipelines.video_avatar import (
+        clothe_frames,
+        frame_colour_for_frames,
+        rgb_texture_for_frames,
+    )
 
     clothing = None
     if opts.clothing:  # offsets from the training frames' masks only
@@ -177,7 +159,8 @@ def evaluate_split(name, body, frames, train, test, opts, variants) -> dict:
     rgb_seconds = time.perf_counter() - t0
     rgb = rgb_scores(body, frames, built, test)
     t0 = time.perf_counter()
-    rgb_view = rgb_view_scores(body, frames, built, train, test, opts)
+    colour = frame_colour_for_frames(body, frames, train, built.texture[None])  # also for neural_run
+    rgb_view = rgb_view_scores(body, frames, colour, test)
     view_seconds = time.perf_counter() - t0
     row = {
         "case": name,
@@ -196,7 +179,7 @@ def evaluate_split(name, body, frames, train, test, opts, variants) -> dict:
         row["clothing"] = clothing
     for label, variant in variants:
         log(f"{name}: training {label} ({variant.steps} steps)")
-        scores, seconds, losses = neural_run(body, frames, built, train, test, variant)
+        scores, seconds, losses = neural_run(body, frames, built, colour, train, test, variant)
         row[label] = {
             **{k: _mean(scores, k) for k in SCORES},
             "seconds": round(seconds, 1),
