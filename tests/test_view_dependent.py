@@ -52,16 +52,31 @@ def test_camera_direction_follows_the_body_not_the_world(anny_body):
 
 def test_blend_weights_interpolate_and_fade():
     stored = torch.stack([_unit(a) for a in (0.0, 20.0, 40.0, 180.0)])
-    at_stored = vd.blend_weights(_unit(20.0)[None], stored)[0]
-    assert at_stored[1] > 0.99  # a stored direction shows (almost) only its own frame
-    halfway = vd.blend_weights(_unit(10.0)[None], stored)[0]
+
+    def weights(angle: float) -> torch.Tensor:
+        return vd.blend_weights(_unit(angle)[None], stored, neighbours=2)[0]
+
+    assert weights(20.0)[1] > 0.99  # a stored direction shows (almost) only its own frame
+    halfway = weights(10.0)
     assert halfway[0] == pytest.approx(0.5, abs=1e-4) and halfway[1] == pytest.approx(0.5, abs=1e-4)
     assert float(halfway[2:].abs().sum()) == 0.0  # only the two nearest
     # passing the stored 20°, the frame at 0° hands over to the one at 40° with both weights ~0
-    before, after = (vd.blend_weights(_unit(a)[None], stored)[0] for a in (19.9, 20.1))
+    before, after = weights(19.9), weights(20.1)
     assert float(before[0]) < 1e-3 and float(after[2]) < 1e-3
-    rows = vd.blend_weights(torch.stack([_unit(a) for a in (-60.0, 75.0, 170.0)]), stored)
+    rows = vd.blend_weights(torch.stack([_unit(a) for a in (-60.0, 75.0, 170.0)]), stored, neighbours=2)
     assert torch.allclose(rows.sum(1), torch.ones(3))
+
+
+def test_default_blend_uses_the_nearest_neighbours_only():
+    """A turn-around every 30°: the default blend draws a view from its nearest frames, nearer ones
+    weighing more, symmetric about the view, and none from the far side."""
+    stored = torch.stack([_unit(a) for a in range(0, 360, 30)])
+    w = vd.blend_weights(_unit(15.0)[None], stored)[0]
+    near = w.topk(vd.NEIGHBOURS).indices.tolist()
+    assert set(near) == {0, 1, 2, 11} and float(w[[3, 4, 5, 6, 7, 8, 9, 10]].sum()) == 0.0
+    assert w[0] == pytest.approx(float(w[1]), abs=1e-5) and w[11] == pytest.approx(float(w[2]), abs=1e-5)
+    assert w[0] > 3 * w[2] > 0
+    assert vd.blend_weights(_unit(60.0)[None], stored)[0][2] > 0.99
 
 
 def test_blend_weights_with_fewer_frames_than_neighbours():

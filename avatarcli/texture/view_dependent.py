@@ -30,10 +30,13 @@ import torch
 DEFAULT_MIN_VIEWS = 12
 #: at most this many per-view textures are kept (evenly spread over the views), bounding the file
 MAX_VIEWS = 36
-#: frames blended for one view; the next-nearest frame sets where their weights reach zero
-NEIGHBOURS = 2
+#: frames blended for one view; the next-nearest frame sets where their weights reach zero.
+#: This and the cosine power were chosen by leave-one-out on training frames alone (iPER even
+#: frames, each drawn from the others): (2, 4) → (4, 1) lifts LOO PSNR 20.17 → 20.44 dB; more
+#: neighbours or a softer power change < 0.02 dB. Held-out odd frames: 21.45 → 21.57 dB
+NEIGHBOURS = 4
 #: a texel a frame saw at a grazing angle counts less: weight ∝ view cosine ** this
-COSINE_POWER = 4.0
+COSINE_POWER = 1.0
 #: body part of the torso in :data:`avatarcli.body.parts.PART_NAMES`
 TORSO_PART = 1
 #: radians: keeps the inverse-angle weights finite at a stored direction
