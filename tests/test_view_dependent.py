@@ -158,6 +158,11 @@ def test_merged_avatar_shows_each_view_in_its_own_light(lit_photos, tmp_path, ca
     assert summary["view_textures"] == 3
     # the input views are scored as the avatar draws them: the dim side from the side photo
     assert summary["psnr"][1] > plain.psnr[1] + 1.0, (summary["psnr"], plain.psnr)
+    # ... and each photo drawn from the others (leave-one-out) says what a new angle gets: the dim
+    # side from the bright front and back is no better than the merged texture
+    assert len(summary["new_view_psnr"]) == len(summary["new_view_ssim"]) == 3 and not plain.new_view_psnr
+    assert summary["new_view_psnr"][1] < summary["psnr"][1] - 1.0, (summary["new_view_psnr"], summary["psnr"])
+    assert summary["new_view_psnr"][1] < plain.psnr[1] + 0.5
     avatar = load_avatar(out)
     assert avatar.textures["view_rgb"].shape == (3, 256, 256, 3) and avatar.provenance["view_textures"] == 3
 

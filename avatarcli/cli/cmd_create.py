@@ -319,6 +319,12 @@ def _print_result(con, r: dict) -> None:
         )
     if r.get("view_textures"):
         con.print(f"view-dependent colour: {r['view_textures']} per-view textures")
+    if r.get("new_view_psnr"):
+        psnr_new, ssim_new = (sum(r[k]) / len(r[k]) for k in ("new_view_psnr", "new_view_ssim"))
+        con.print(
+            "new views (each photo drawn from the others):",
+            f"PSNR {psnr_new:.1f} dB, SSIM {ssim_new:.3f} (mean)",
+        )
     if r.get("clothing"):
         before = ", ".join(f"{x:.3f}" for x in r["clothing"]["silhouette_iou_before"])
         after = ", ".join(f"{x:.3f}" for x in r["clothing"]["silhouette_iou_after"])

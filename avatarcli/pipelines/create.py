@@ -137,6 +137,10 @@ class CreateResult:
     texture_size: int | None = None
     #: per-view textures kept for view-dependent colour (0: one merged texture)
     view_textures: int = 0
+    #: view-dependent avatars: each photo drawn from the *other* photos' textures (leave-one-out),
+    #: what to expect from angles it was not given; the input-view scores show its own photo
+    new_view_psnr: list[float] = field(default_factory=list)
+    new_view_ssim: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -311,6 +315,7 @@ def create_avatar(
 
     records, provenance = _view_records(fits, images), _provenance(opts, images, fits)
     preview = target.with_name(target.stem + "_preview.png")
+    new_view_scores: list[tuple[float, float]] = []  # view-dependent RGB avatars only
     if opts.method == "dinar":
         avatar, scores, tiles = _dinar_avatar(body, shape, views, records, provenance, opts, device, say)
         timings["dinar"] = time.perf_counter() - t0
@@ -355,15 +360,21 @@ def create_avatar(
         timings["texture"] = time.perf_counter() - t0
         t0 = time.perf_counter()
 
-        def drawn(view) -> torch.Tensor:  # the colour this avatar shows from the view's camera
+        def drawn(view, without: int | None = None) -> torch.Tensor:  # what the avatar shows there
             if view_colour is None:
                 return texture
-            return view_colour.texture(view.vertices, view.camera, texture[None].to(view.vertices))[0]
+            merged = texture[None].to(view.vertices)
+            return view_colour.texture(view.vertices, view.camera, merged, without=without)[0]
 
-        scores = [
-            input_view_scores(body, v.vertices, v.camera, drawn(v), v.image, v.mask, layout=layout)
-            for v in views
-        ]
+        def score(v, colour: torch.Tensor) -> tuple[float, float]:
+            return input_view_scores(body, v.vertices, v.camera, colour, v.image, v.mask, layout=layout)
+
+        scores = [score(v, drawn(v)) for v in views]
+        if view_colour is not None:
+            from avatarcli.texture.view_dependent import kept_views
+
+            stored = {view: k for k, view in enumerate(kept_views(len(views)))}
+            new_view_scores = [score(v, drawn(v, without=stored.get(i))) for i, v in enumerate(views)]
         avatar = Avatar(
             body_backend=body.name,
             body_model_id=body.model_id,
@@ -400,6 +411,8 @@ def create_avatar(
         clothing=clothing_report,
         texture_size=provenance.get("texture_size") if opts.method == "rgb" else None,
         view_textures=int(provenance.get("view_textures", 0)),
+        new_view_psnr=[round(s[0], 2) for s in new_view_scores],
+        new_view_ssim=[round(s[1], 4) for s in new_view_scores],
     )
 
 
