@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import torch
 
 #: avatars from at least this many views keep per-view textures unless told otherwise (RGB merge
-#: and video avatars alike). iPER turn, 27 frames → 25 held-out ones: RGB 19.58 → 21.12 dB, SSIM
-#: 0.584 → 0.636; neural 19.55 → 21.29, 0.584 → 0.634. Octopus, 7 views 45° apart → the 8th:
-#: RGB 25.23 → 25.14 dB, SSIM 0.841 → 0.849; neural 24.41 → 24.45, 0.821 → 0.810 — neutral, so
-#: sparse views keep one texture
+#: and video avatars alike). iPER turn, 27 frames → 25 held-out ones: RGB 19.68 → 21.57 dB, SSIM
+#: 0.594 → 0.658; neural 19.65 → 21.73, 0.590 → 0.650. Octopus, 7 views 45° apart → the 8th:
+#: RGB 25.23 → 25.35 dB, SSIM 0.841 → 0.854 (7 of 8 folds); neural 24.41 → 24.45, 0.821 → 0.810
+#: (two-neighbour blend) — small and mixed, so sparse views keep one texture
 DEFAULT_MIN_VIEWS = 12
 #: at most this many per-view textures are kept (evenly spread over the views), bounding the file
 MAX_VIEWS = 36
