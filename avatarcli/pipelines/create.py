@@ -373,7 +373,7 @@ def create_avatar(
         if view_colour is not None:
             from avatarcli.texture.view_dependent import kept_views
 
-            stored = {view: k for k, view in enumerate(kept_views(len(views)))}
+            stored = {index: k for k, index in enumerate(kept_views(len(views)))}  # view → its texture
             new_view_scores = [score(v, drawn(v, without=stored.get(i))) for i, v in enumerate(views)]
         avatar = Avatar(
             body_backend=body.name,
