@@ -291,6 +291,8 @@ def test_create_resume_and_animate_end_to_end(anny_body, frame_files, tmp_path):
     assert result.frames_used == ["0.png", "1.png", "2.png"]
     assert [s["frame"] for s in result.frames_skipped] == ["empty.png"]
     assert result.psnr > 15 and result.mask_iou > 0.6
+    # each frame drawn from the other frames' colour (as a new angle would be) scores lower
+    assert result.new_view_psnr is not None and 5 < result.new_view_psnr < result.psnr
     assert json.loads(json.dumps(result.as_dict()))["avatar"] == str(out)
     assert not checkpoint_path(out).exists()  # removed once the avatar is written
 

@@ -299,9 +299,20 @@ def _run_video(inputs, output: Path, opts, device, json_out: bool) -> None:
         print_json(summary)
         return
     con = console()
-    con.print(f"wrote [bold]{summary.get('avatar')}[/]")
+    con.print(f"wrote [bold]{summary['avatar']}[/] in {summary['seconds']:.1f} s")
+    used, skipped = len(summary["frames_used"]), len(summary["frames_skipped"])
+    con.print(
+        f"frames: {used} used, {skipped} skipped; re-rendered PSNR {summary['psnr']:.1f} dB,",
+        f"SSIM {summary['ssim']:.3f}, mask IoU {summary['mask_iou']:.3f} (mean)",
+    )
+    if summary.get("new_view_psnr") is not None:
+        con.print(_new_views_line("frame", summary["new_view_psnr"], summary["new_view_ssim"]))
     for w in summary.get("warnings", []):
         con.print(f"[yellow]warning:[/] {w}")
+
+
+def _new_views_line(item: str, psnr: float, ssim: float) -> str:
+    return f"new views (each {item} drawn from the others): PSNR {psnr:.1f} dB, SSIM {ssim:.3f} (mean)"
 
 
 def _print_result(con, r: dict) -> None:
@@ -321,10 +332,7 @@ def _print_result(con, r: dict) -> None:
         con.print(f"view-dependent colour: {r['view_textures']} per-view textures")
     if r.get("new_view_psnr"):
         psnr_new, ssim_new = (sum(r[k]) / len(r[k]) for k in ("new_view_psnr", "new_view_ssim"))
-        con.print(
-            "new views (each photo drawn from the others):",
-            f"PSNR {psnr_new:.1f} dB, SSIM {ssim_new:.3f} (mean)",
-        )
+        con.print(_new_views_line("photo", psnr_new, ssim_new))
     if r.get("clothing"):
         before = ", ".join(f"{x:.3f}" for x in r["clothing"]["silhouette_iou_before"])
         after = ", ".join(f"{x:.3f}" for x in r["clothing"]["silhouette_iou_after"])

@@ -179,6 +179,10 @@ class VideoAvatarResult:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    #: view-colour avatars: each frame drawn with the colour of the *other* frames (its own texture
+    #: left out), what to expect from an angle it was not given; None without view colour
+    new_view_psnr: float | None = None
+    new_view_ssim: float | None = None
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -554,9 +558,15 @@ def _person_on_black(pred: torch.Tensor, truth: torch.Tensor, either: torch.Tens
 
 
 def score_frames(
-    model, body, frames: FittedFrames, indices: Sequence[int], colour: FrameColour | None = None
+    model,
+    body,
+    frames: FittedFrames,
+    indices: Sequence[int],
+    colour: FrameColour | None = None,
+    leave_own_out: bool = False,
 ) -> list[dict[str, float]]:
-    """Render each chosen frame in full with the neural avatar and score it against the photo."""
+    """Render each chosen frame in full with the neural avatar and score it against the photo;
+    ``leave_own_out``: each frame's view colour without its own texture (as training sees it)."""
     from avatarcli.pipelines.video_training import rasterize_frame
 
     scores = []
@@ -565,7 +575,7 @@ def score_frames(
             verts = frames.vertices(body, i)
             inputs = rasterize_frame(body, verts, frames.cameras[i], normals=model.wants_normals)
             if colour is not None:
-                inputs.colour = colour(verts, frames.cameras[i], inputs)
+                inputs.colour = colour(verts, frames.cameras[i], inputs, i if leave_own_out else None)
             rgb, alpha = model(inputs)
             scores.append(score_render(rgb, alpha, inputs.mask, frames.photos[i], frames.masks[i][:, None]))
     return scores
@@ -776,7 +786,9 @@ def create_video_avatar(
     # ---- scores, avatar file
     t0 = time.perf_counter()
     say("score", 0, 1)
-    scores = score_frames(model, body, _frames_to(frames, device), range(len(frames)), colour)
+    every_frame = _frames_to(frames, device), range(len(frames))
+    scores = score_frames(model, body, *every_frame, colour)
+    new_views = [] if colour is None else score_frames(model, body, *every_frame, colour, leave_own_out=True)
     avatar = _avatar(
         body, frames, model, rgb_texture, known, opts, frame_hashes, frame_list, state,
         perceptual_name(lpips), clothing_report, colour,
@@ -794,9 +806,9 @@ def create_video_avatar(
         avatar=target,
         frames_used=list(frames.names),
         frames_skipped=skipped,
-        psnr=round(float(np.nanmean([s["psnr"] for s in scores])), 2),
-        ssim=round(float(np.nanmean([s["ssim"] for s in scores])), 4),
-        mask_iou=round(float(np.nanmean([s["iou"] for s in scores])), 4),
+        psnr=_mean(scores, "psnr", 2),
+        ssim=_mean(scores, "ssim", 4),
+        mask_iou=_mean(scores, "iou", 4),
         loss_first=round(history[0]["loss"], 4) if history else None,
         loss_last=round(history[-1]["loss"], 4) if history else None,
         steps=state.step,
@@ -805,7 +817,13 @@ def create_video_avatar(
         warnings=warnings,
         seconds=round(time.perf_counter() - t_start, 2),
         timings={k: round(v, 2) for k, v in timings.items()},
+        new_view_psnr=_mean(new_views, "psnr", 2),
+        new_view_ssim=_mean(new_views, "ssim", 4),
     )
+
+
+def _mean(scores: list[dict[str, float]], key: str, digits: int) -> float | None:
+    return round(float(np.nanmean([s[key] for s in scores])), digits) if scores else None
 
 
 def _frames_to(frames: FittedFrames, device: torch.device) -> FittedFrames:
