@@ -746,16 +746,13 @@ def create_video_avatar(
         state = TrainState(int(ckpt["step"]), ckpt["optimizer"], ckpt["rng"], list(ckpt["history"]))
         resumed_from = state.step
     model.to(device)
+    on_device, every = _frames_to(frames, device), range(len(frames))  # copied to the device once
     colour = None
     if view_colour:
         say("per-frame textures", 0, 1)
-        colour = frame_colour_for_frames(
-            body.to(device), _frames_to(frames, device), range(len(frames)), rgb_texture[None].to(device)
-        )
+        colour = frame_colour_for_frames(body.to(device), on_device, every, rgb_texture[None].to(device))
         say("per-frame textures", 1, 1)
-    targets = frame_targets(
-        body.to(device), _frames_to(frames, device), range(len(frames)), model.wants_normals, colour=colour
-    )
+    targets = frame_targets(body.to(device), on_device, every, model.wants_normals, colour=colour)
 
     def save_state(s: TrainState) -> None:
         model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -786,9 +783,10 @@ def create_video_avatar(
     # ---- scores, avatar file
     t0 = time.perf_counter()
     say("score", 0, 1)
-    every_frame = _frames_to(frames, device), range(len(frames))
-    scores = score_frames(model, body, *every_frame, colour)
-    new_views = [] if colour is None else score_frames(model, body, *every_frame, colour, leave_own_out=True)
+    scores = score_frames(model, body, on_device, every, colour)
+    new_views = []
+    if colour is not None:
+        new_views = score_frames(model, body, on_device, every, colour, leave_own_out=True)
     avatar = _avatar(
         body, frames, model, rgb_texture, known, opts, frame_hashes, frame_list, state,
         perceptual_name(lpips), clothing_report, colour,
