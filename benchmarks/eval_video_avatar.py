@@ -5,7 +5,7 @@
 
 Cases (issue #8 items 4–5; target for the neural avatar: held-out PSNR ≥ 26 dB, SSIM ≥ 0.93,
 and better than the RGB avatar). Avatars: ``rgb`` (one merged texture, ``avatar merge``),
-``rgb_view`` (the same plus view-dependent colour from the training frames' own textures,
+``rgb_view`` (the same plus view-dependent colour drawn from the training frames' photos,
 ``avatar merge --view-dependent``), ``neural`` (``avatar merge --neural`` with its defaults: from
 12 frames the renderer corrects the view-dependent colour; ``--colour-compare`` adds
 ``neural_merged`` and ``neural_view``, the renderer trained on the merged texture / on the view

@@ -305,9 +305,9 @@ def test_create_resume_and_animate_end_to_end(anny_body, frame_files, tmp_path):
     )
     assert avatar.textures["rgb"].dtype == torch.uint8 and avatar.textures["rgb"].shape[-1] == 3
     assert len(avatar.views) == 3 and avatar.views[0]["width"] == 192
-    # the renderer corrects view-dependent colour: every frame's own texture is kept
+    # the renderer corrects view-dependent colour: every frame's photo is kept
     assert avatar.renderer["config"]["view_colour"] is True
-    assert avatar.textures["view_rgb"].shape[0] == 3
+    assert avatar.textures["view_photos"].shape[0] == 3 and avatar.textures["view_photos"].shape[-1] == 4
 
     draw = frame_renderer_for(avatar, anny_body, "cpu", (0.0, 0.0, 1.0))
     rest = anny_body(shape=avatar.shape[None]).vertices
@@ -333,7 +333,7 @@ def test_create_resume_and_animate_end_to_end(anny_body, frame_files, tmp_path):
         create_video_avatar(images, out, opts)
     from avatarcli.errors import AvatarFormatError
 
-    for key in ("view_rgb", "view_weight", "view_directions"):  # any part missing: a damaged file
+    for key in ("view_photos", "view_K", "view_R", "view_t", "view_vertices"):  # any part missing: damaged
         broken = load_avatar(out)
         del broken.textures[key]
         with pytest.raises(AvatarFormatError, match="damaged"):

@@ -1,4 +1,5 @@
-"""View-dependent textures: torso-relative camera directions and unstructured-lumigraph blending."""
+"""View-dependent colour: torso-relative camera directions, unstructured-lumigraph blending and
+drawing a body from its kept photos."""
 
 from __future__ import annotations
 
@@ -85,22 +86,124 @@ def test_blend_weights_with_fewer_frames_than_neighbours():
     assert w[0] > w[1] > 0 and float(w.sum()) == pytest.approx(1.0)
 
 
-def test_blend_view_textures_keeps_each_frames_colour_and_the_merged_fallback():
-    size = 4
-    rgb = torch.zeros(2, 3, size, size)
-    rgb[0, 0] = 1.0  # frame 0 (seen from the front) is red
-    rgb[1, 2] = 1.0  # frame 1 (seen from behind) is blue
-    weight = torch.zeros(2, 1, size, size)
-    weight[0, :, :, :2] = 1.0  # frame 0 saw the left half
-    weight[1, :, :, 1:3] = 0.5  # frame 1 the middle, at a grazing angle
-    views = vd.ViewTextures(rgb, weight, torch.stack([_unit(0.0), _unit(180.0)]))
-    merged = torch.full((1, 3, size, size), 0.25)
-    out = vd.blend_view_textures(views, merged, torch.stack([_unit(0.0), _unit(180.0)]))
-    front, back = out
-    assert torch.allclose(front[:, :, 0], torch.tensor([1.0, 0, 0])[:, None].expand(3, size))
-    assert torch.allclose(back[:, :, 2], torch.tensor([0, 0, 1.0])[:, None].expand(3, size))
-    assert torch.allclose(front[:, :, 3], torch.full((3, size), 0.25))  # nobody saw it: merged
-    assert front[0, 0, 1] > 0.99 and back[2, 0, 1] > 0.99  # shared texel: the nearer frame wins
+@pytest.fixture(scope="module")
+def painted(anny_body):
+    """The rest-pose body painted with its own UV coordinates (a colour that changes everywhere),
+    photographed from the front, the right side and behind."""
+    from avatarcli.render import framing_camera, render_textured
+    from avatarcli.texture.build import TextureView
+
+    vertices = anny_body().vertices
+    ramp = torch.linspace(0, 1, 64)
+    texture = torch.stack(
+        [ramp[None].expand(64, 64), ramp[:, None].expand(64, 64), torch.full((64, 64), 0.5)]
+    )[None]
+    cameras = [framing_camera(vertices, yaw_deg=yaw, size=(96, 144)) for yaw in (0.0, 90.0, 180.0)]
+    views = []
+    for camera in cameras:
+        with torch.no_grad():
+            photo, cover = render_textured(
+                vertices, anny_body.faces, anny_body.uv, anny_body.uv_faces, texture, camera, background=0.0
+            )
+        views.append(TextureView(vertices, camera, photo, cover[0] > 0.5))
+    return vertices, cameras, views, texture
+
+
+def _colour_of(anny_body, colour, vertices, camera, without=None):
+    from avatarcli.render import rasterize
+
+    fragments = rasterize(vertices, anny_body.faces, camera, cull_backfaces=True)
+    rgb, weight = colour.colour(vertices, camera, fragments, without=without)
+    return rgb, weight[:, 0], fragments.mask
+
+
+def _view_colour(anny_body, views):
+    rest = anny_body().vertices[0]
+    kept = vd.build_view_photos(anny_body, views)
+    return vd.ViewColour(kept, anny_body.faces, rest, vd.torso_vertex_ids(anny_body))
+
+
+def test_a_kept_photo_redraws_its_own_view_and_nothing_it_did_not_see(anny_body, painted):
+    vertices, cameras, views, _ = painted
+    colour = _view_colour(anny_body, views[:1])  # the front photo only
+    rgb, weight, body = _colour_of(anny_body, colour, vertices, cameras[0])
+    inner = -torch.nn.functional.max_pool2d(-body[:, None].float(), 5, 1, 2)[:, 0] > 0.5
+    assert float((weight[inner] > 0).float().mean()) > 0.97
+    error = (rgb - views[0].image).abs().amax(1)[inner & (weight > 0)]
+    assert float(error.mean()) < 0.02, float(error.mean())
+    # from behind, the front photo saw none of what is drawn: the depth test refuses it
+    _, weight, body = _colour_of(anny_body, colour, vertices, cameras[2])
+    assert float((weight[body] > 0).float().mean()) < 0.03
+
+
+def test_a_view_between_photos_reads_both_and_leaving_one_out_uses_the_others(anny_body, painted):
+    from avatarcli.render import framing_camera, render_textured
+
+    vertices, cameras, views, texture = painted
+    colour = _view_colour(anny_body, views)
+    between = framing_camera(vertices, yaw_deg=45.0, size=(96, 144))
+    rgb, weight, body = _colour_of(anny_body, colour, vertices, between)
+    seen = body & (weight > 0)
+    assert float(seen.float().sum()) > 0.7 * float(body.float().sum())
+    with torch.no_grad():  # the painted body as the 45° camera would photograph it
+        truth, _ = render_textured(
+            vertices, anny_body.faces, anny_body.uv, anny_body.uv_faces, texture, between
+        )
+    assert float((rgb - truth).abs().amax(1)[seen].mean()) < 0.03
+    # the front photo drawn without itself: only the side and back are left, which see little of it
+    _, alone, body = _colour_of(anny_body, colour, vertices, cameras[0], without=0)
+    _, own, _ = _colour_of(anny_body, colour, vertices, cameras[0])
+    assert float((alone[body] > 0).float().mean()) < 0.6 < float((own[body] > 0).float().mean())
+
+
+def test_kept_photos_are_cropped_and_shrunk_without_moving_the_body(anny_body, painted, monkeypatch):
+    vertices, cameras, views, _ = painted
+    full = _colour_of(anny_body, _view_colour(anny_body, views[:1]), vertices, cameras[0])
+    monkeypatch.setattr(vd, "MAX_PHOTO_SIDE", 72)  # the person is ~130 px tall: halved
+    kept = vd.build_view_photos(anny_body, views[:1])
+    assert max(kept.photos.shape[-2:]) == 72 and kept.photos.shape[-1] < 72  # cropped to the person
+    small = _colour_of(anny_body, _view_colour(anny_body, views[:1]), vertices, cameras[0])
+    both = (full[1] > 0) & (small[1] > 0)  # (thin limbs lose more to the mask's edge at half size)
+    assert float(both.float().sum()) > 0.6 * float((full[1] > 0).float().sum())
+    assert float((full[0] - small[0]).abs().amax(1)[both].mean()) < 0.03  # the same colours, softer
+
+
+def test_the_blur_of_kept_photos_keeps_the_background_out(anny_body, painted, monkeypatch):
+    """The photos are blurred to forgive the fits' disagreement, but only the person is: the
+    painted body's blue is 0.5 everywhere, so any white background bled in would show."""
+    from avatarcli.render import render_textured
+    from avatarcli.texture.build import TextureView
+
+    vertices, cameras, _, texture = painted
+    with torch.no_grad():
+        photo, cover = render_textured(
+            vertices, anny_body.faces, anny_body.uv, anny_body.uv_faces, texture, cameras[0], background=1.0
+        )
+    monkeypatch.setattr(vd, "BLUR_SHARE", 0.04)  # σ ≈ 5 px on the 130-px person
+    colour = _view_colour(anny_body, [TextureView(vertices, cameras[0], photo, cover[0] > 0.5)])
+    rgb, weight, _ = _colour_of(anny_body, colour, vertices, cameras[0])
+    blue = rgb[:, 2][weight > 0]
+    assert float((blue - 0.5).abs().max()) < 0.01
+    red = rgb[:, 0][weight > 0]  # ... and it is a blur: the red ramp is smoothed, not copied
+    assert float((red - photo[:, 0][weight > 0]).abs().max()) > 0.005
+
+
+def test_kept_photos_round_trip_through_the_avatar_file_form(anny_body, painted):
+    _, _, views, _ = painted
+    kept = vd.build_view_photos(anny_body, views)
+    stored = vd.to_avatar_textures(kept)
+    assert stored["view_photos"].dtype == torch.uint8 and stored["view_photos"].shape[-1] == 4
+    back = vd.from_avatar_textures(stored, anny_body.num_vertices)
+    assert torch.allclose(back.photos, kept.photos, atol=1 / 255) and torch.equal(
+        back.vertices, kept.vertices
+    )
+    assert vd.from_avatar_textures({"rgb": torch.zeros(4, 4, 3)}, anny_body.num_vertices) is None
+    with pytest.raises(ValueError, match="damaged"):
+        vd.from_avatar_textures(
+            {**stored, "view_vertices": stored["view_vertices"][:, :10]}, anny_body.num_vertices
+        )
+    with pytest.raises(ValueError, match="older avatarcli"):
+        vd.from_avatar_textures({"view_rgb": torch.zeros(1, 4, 4, 3)}, anny_body.num_vertices)
 
 
 def test_kept_views_spread_evenly_and_keep_both_ends():
@@ -110,9 +213,12 @@ def test_kept_views_spread_evenly_and_keep_both_ends():
     assert max(b - a for a, b in zip(kept[:-1], kept[1:], strict=True)) <= 3
 
 
-def test_view_textures_reject_mismatched_shapes():
+def test_view_photos_reject_mismatched_shapes():
     with pytest.raises(ValueError, match="same frames"):
-        vd.ViewTextures(torch.zeros(2, 3, 4, 4), torch.zeros(3, 1, 4, 4), torch.zeros(2, 3))
+        vd.ViewPhotos(
+            torch.zeros(2, 3, 4, 4), torch.zeros(3, 1, 4, 4), torch.zeros(2, 3, 3), torch.zeros(2, 3, 3),
+            torch.zeros(2, 3), torch.zeros(2, 5, 3),
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +261,7 @@ def test_merged_avatar_shows_each_view_in_its_own_light(lit_photos, tmp_path, ca
     args = ["merge", *map(str, lit_photos), "-o", str(out), "--view-dependent", "--json"]
     assert main([*args, "--fit-iters", "40", "--refine-steps", "4", "--texture-size", "256"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["view_textures"] == 3
+    assert summary["kept_views"] == 3
     # the input views are scored as the avatar draws them: the dim side from the side photo
     assert summary["psnr"][1] > plain.psnr[1] + 1.0, (summary["psnr"], plain.psnr)
     # ... and each photo drawn from the others (leave-one-out) says what a new angle gets: the dim
@@ -164,7 +270,7 @@ def test_merged_avatar_shows_each_view_in_its_own_light(lit_photos, tmp_path, ca
     assert summary["new_view_psnr"][1] < summary["psnr"][1] - 1.0, (summary["new_view_psnr"], summary["psnr"])
     assert summary["new_view_psnr"][1] < plain.psnr[1] + 0.5
     avatar = load_avatar(out)
-    assert avatar.textures["view_rgb"].shape == (3, 256, 256, 3) and avatar.provenance["view_textures"] == 3
+    assert avatar.textures["view_photos"].shape[0] == 3 and avatar.provenance["kept_views"] == 3
 
     side = np.asarray(Image.open(lit_photos[1]), np.float32)
     person = np.asarray(Image.open(lit_photos[1].with_name("side_mask.png"))) > 0
@@ -181,7 +287,7 @@ def test_merged_avatar_shows_each_view_in_its_own_light(lit_photos, tmp_path, ca
     assert gif.stat().st_size > 0
 
     broken = load_avatar(out)
-    broken.textures["view_rgb"] = broken.textures["view_rgb"][:, :100]
+    broken.textures["view_vertices"] = broken.textures["view_vertices"][:, :100]
     save_avatar(broken, tmp_path / "broken.pt")
     with pytest.raises(AvatarFormatError, match="damaged"):
         render_still(tmp_path / "broken.pt", tmp_path / "b.png")

@@ -97,7 +97,7 @@ def register(app: typer.Typer) -> None:
         view_dependent=typer.Option(
             None,
             "--view-dependent/--no-view-dependent",
-            help="Keep every frame's own texture and blend the nearest views when rendering; "
+            help="Keep the photos (up to 36) and draw each new view from the nearest ones; "
             "--video/--neural: the renderer corrects that colour (default: on from 12 photos or "
             "frames, e.g. a turn-around).",
             show_default=False,
@@ -328,8 +328,8 @@ def _print_result(con, r: dict) -> None:
             f"fit: silhouette IoU {iou:.3f}" if iou is not None else "fit: no mask to score the silhouette",
             f", keypoint error {q.get('keypoint_error_pct', float('nan')):.2f} % of height",
         )
-    if r.get("view_textures"):
-        con.print(f"view-dependent colour: {r['view_textures']} per-view textures")
+    if r.get("kept_views"):
+        con.print(f"view-dependent colour: {r['kept_views']} photos kept")
     if r.get("new_view_psnr"):
         psnr_new, ssim_new = (sum(r[k]) / len(r[k]) for k in ("new_view_psnr", "new_view_ssim"))
         con.print(_new_views_line("photo", psnr_new, ssim_new))

@@ -109,8 +109,8 @@ class CreateOptions:
             return self.clothing
         return self.method == "rgb" and views >= CLOTHING_MIN_VIEWS
 
-    def wants_view_textures(self, views: int) -> bool:
-        """Whether ``views`` photos keep per-view textures (default: from
+    def wants_view_colour(self, views: int) -> bool:
+        """Whether ``views`` photos are kept for view-dependent colour (default: from
         :data:`avatarcli.texture.view_dependent.DEFAULT_MIN_VIEWS` photos; one photo has no other
         view to blend)."""
         from avatarcli.texture.view_dependent import DEFAULT_MIN_VIEWS
@@ -135,9 +135,9 @@ class CreateResult:
     clothing: dict | None = None
     #: side of the RGB texture (``--texture-size auto`` picks it); None for the neural methods
     texture_size: int | None = None
-    #: per-view textures kept for view-dependent colour (0: one merged texture)
-    view_textures: int = 0
-    #: view-dependent avatars: each photo drawn from the *other* photos' textures (leave-one-out),
+    #: photos kept for view-dependent colour (0: one merged texture)
+    kept_views: int = 0
+    #: view-dependent avatars: each photo drawn from the *other* kept photos (leave-one-out),
     #: what to expect from angles it was not given; the input-view scores show its own photo
     new_view_psnr: list[float] = field(default_factory=list)
     new_view_ssim: list[float] = field(default_factory=list)
@@ -354,27 +354,24 @@ def create_avatar(
             provenance["clothing"] = clothing_report
         texture = built.texture
         view_colour = None
-        if opts.wants_view_textures(len(views)):
-            view_colour = _view_colour(body, shape, views, maps, opts, say)
-            provenance["view_textures"] = len(view_colour.views)
+        if opts.wants_view_colour(len(views)):
+            view_colour = _view_colour(body, shape, views, say)
+            provenance["kept_views"] = len(view_colour.views)
         timings["texture"] = time.perf_counter() - t0
         t0 = time.perf_counter()
 
-        def drawn(view, without: int | None = None) -> torch.Tensor:  # what the avatar shows there
-            if view_colour is None:
-                return texture
-            merged = texture[None].to(view.vertices)
-            return view_colour.texture(view.vertices, view.camera, merged, without=without)[0]
+        def score(v, without: int | None = None) -> tuple[float, float]:  # as the avatar draws it
+            return input_view_scores(
+                body, v.vertices, v.camera, texture, v.image, v.mask, layout=layout,
+                view_colour=view_colour, without=without,
+            )  # fmt: skip
 
-        def score(v, colour: torch.Tensor) -> tuple[float, float]:
-            return input_view_scores(body, v.vertices, v.camera, colour, v.image, v.mask, layout=layout)
-
-        scores = [score(v, drawn(v)) for v in views]
+        scores = [score(v) for v in views]
         if view_colour is not None:
             from avatarcli.texture.view_dependent import kept_views
 
-            stored = {index: k for k, index in enumerate(kept_views(len(views)))}  # view → its texture
-            new_view_scores = [score(v, drawn(v, without=stored.get(i))) for i, v in enumerate(views)]
+            stored = {index: k for k, index in enumerate(kept_views(len(views)))}  # view → kept frame
+            new_view_scores = [score(v, without=stored.get(i)) for i, v in enumerate(views)]
         avatar = Avatar(
             body_backend=body.name,
             body_model_id=body.model_id,
@@ -410,24 +407,24 @@ def create_avatar(
         timings={k: round(v, 2) for k, v in timings.items()},
         clothing=clothing_report,
         texture_size=provenance.get("texture_size") if opts.method == "rgb" else None,
-        view_textures=int(provenance.get("view_textures", 0)),
+        kept_views=int(provenance.get("kept_views", 0)),
         new_view_psnr=[round(s[0], 2) for s in new_view_scores],
         new_view_ssim=[round(s[1], 4) for s in new_view_scores],
     )
 
 
-def _view_colour(body, shape, views, maps, opts: CreateOptions, say: ProgressFn):
-    """Per-photo textures for view-dependent colour
+def _view_colour(body, shape, views, say: ProgressFn):
+    """The photos kept for view-dependent colour
     (:class:`avatarcli.texture.view_dependent.ViewColour`)."""
-    from avatarcli.texture.view_dependent import ViewColour, build_view_textures, kept_views, torso_vertex_ids
+    from avatarcli.texture.view_dependent import ViewColour, build_view_photos, kept_views, torso_vertex_ids
 
-    say("texture: per-view textures", 0, 1)
+    say("texture: kept photos", 0, 1)
     with torch.no_grad():
         rest = body.rest(shape).vertices[0]
     chosen = [views[i] for i in kept_views(len(views))]
-    built = build_view_textures(body, chosen, maps, rest, detect_occlusion=opts.occlusion)
-    say("texture: per-view textures", 1, 1)
-    return ViewColour(built.to(rest.device), rest, torso_vertex_ids(body).to(rest.device))
+    kept = build_view_photos(body, chosen).to(rest.device)
+    say("texture: kept photos", 1, 1)
+    return ViewColour(kept, body.faces, rest, torso_vertex_ids(body).to(rest.device))
 
 
 def _layout_entries(choice: str, layout) -> dict[str, torch.Tensor]:
@@ -551,19 +548,27 @@ def _load_fits(paths: Sequence[str], body, images: Sequence[str | os.PathLike]):
     return fits
 
 
-def input_view_scores(body, vertices, camera, texture, photo, mask, *, layout=None) -> tuple[float, float]:
+def input_view_scores(
+    body, vertices, camera, texture, photo, mask, *, layout=None, view_colour=None, without: int | None = None
+) -> tuple[float, float]:
     """PSNR/SSIM of the re-rendered input view vs the photo inside (person mask ∩ body render);
-    ``texture`` in ``layout`` (default: the body's own UV layout)."""
+    ``texture`` in ``layout`` (default: the body's own UV layout), drawn under the kept frames'
+    colour when there is ``view_colour`` (:class:`~avatarcli.texture.view_dependent.ViewColour`),
+    ``without`` one of them."""
     from avatarcli.render import render_textured
     from avatarcli.texture import psnr, ssim
     from avatarcli.texture.body_maps import layout_of
 
-    uv, uv_faces = layout_of(body, layout)
+    uv, uv_faces = (t.to(vertices.device) for t in layout_of(body, layout))
     with torch.no_grad():
-        image, coverage = render_textured(
-            vertices, body.faces, uv.to(vertices.device), uv_faces.to(vertices.device), texture[None], camera,
-            background=0.0,
-        )  # fmt: skip
+        if view_colour is not None:
+            image, coverage = view_colour.render(
+                vertices, camera, texture[None], uv, uv_faces, without=without, background=0.0
+            )
+        else:
+            image, coverage = render_textured(
+                vertices, body.faces, uv, uv_faces, texture[None], camera, background=0.0
+            )
         region = coverage[:, 0].bool() & mask.bool()
         if not bool(region.any()):
             return float("nan"), float("nan")

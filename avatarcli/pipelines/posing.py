@@ -61,8 +61,8 @@ class RGBFrameRenderer:
     """The default path: the avatar's colour texture on the posed mesh (no neural weights).
 
     ``uv``/``uv_faces``: the avatar's UV layout when it is not the body's own (e.g. DINAR's).
-    ``view``: the avatar's per-view textures (:mod:`avatarcli.texture.view_dependent`); each
-    frame then blends the views seen from the nearest directions relative to the torso.
+    ``view``: the avatar's kept photos (:mod:`avatarcli.texture.view_dependent`); each frame
+    then draws the body from the photos taken from the nearest directions relative to the torso.
     """
 
     body: BodyModel
@@ -78,38 +78,31 @@ class RGBFrameRenderer:
 
         batch = vertices.shape[0]
         own = self.uv is None or self.uv_faces is None
-        texture = (
-            self.texture.expand(batch, -1, -1, -1)
-            if self.view is None
-            else self.view.texture(vertices, camera, self.texture)
-        )
-        image, _ = render_textured(
-            vertices,
-            self.body.faces,
-            self.body.uv if own else self.uv.to(vertices.device),
-            self.body.uv_faces if own else self.uv_faces.to(vertices.device),
-            texture,
-            camera,
-            background=self.background,
-            shade=self.shade,
-        )
+        uv = self.body.uv if own else self.uv.to(vertices.device)
+        uv_faces = self.body.uv_faces if own else self.uv_faces.to(vertices.device)
+        options = dict(background=self.background, shade=self.shade)
+        if self.view is not None:
+            image, _ = self.view.render(vertices, camera, self.texture, uv, uv_faces, **options)
+        else:
+            texture = self.texture.expand(batch, -1, -1, -1)
+            image, _ = render_textured(vertices, self.body.faces, uv, uv_faces, texture, camera, **options)
         return (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def avatar_view_colour(avatar: Avatar, body: BodyModel, device: torch.device):
     """The avatar's view-dependent colour (:class:`avatarcli.texture.view_dependent.ViewColour`),
-    or None when it was made without per-view textures."""
+    or None when it was made without kept photos."""
     from avatarcli.texture.view_dependent import ViewColour, from_avatar_textures, torso_vertex_ids
 
     try:
-        views = from_avatar_textures(avatar.textures, avatar.texture_size)
+        views = from_avatar_textures(avatar.textures, body.num_vertices)
     except ValueError as exc:
-        raise AvatarFormatError(f"the avatar's {exc}; the file is damaged: recreate it") from None
+        raise AvatarFormatError(str(exc)) from None
     if views is None:
         return None
     with torch.no_grad():
         rest = body.rest(avatar.shape.to(device).reshape(1, -1)).vertices[0]
-    return ViewColour(views.to(device), rest, torso_vertex_ids(body).to(device))
+    return ViewColour(views.to(device), body.faces.to(device), rest, torso_vertex_ids(body).to(device))
 
 
 def avatar_rgb_texture(avatar: Avatar, device: torch.device) -> torch.Tensor:

@@ -8,15 +8,15 @@ StylePeople §3.2 (and D²G-Net's setting) without pretrained weights:
    of one video also with a temporal term (smooth pose, orientation and translation over time);
 4. RGB texture from the frames with the photo path (:func:`avatarcli.texture.build.build_rgb_texture`);
    it is stored as the RGB fallback, and its per-texel visibility tells which body regions the
-   clip never showed. With ``view_colour`` (default from 12 frames) every frame's own texture is kept too
-   (:mod:`avatarcli.texture.view_dependent`) and each rendered frame starts from the nearest
-   frames' colours blended (:class:`FrameColour`); without it the merged texture initialises
+   clip never showed. With ``view_colour`` (default from 12 frames) the frames' photos are kept too
+   (:mod:`avatarcli.texture.view_dependent`) and each rendered frame starts from the body drawn
+   from the nearest frames' photos (:class:`FrameColour`); without it the merged texture initialises
    the first 3 neural channels;
 5. jointly optimise the neural texture and a small from-scratch renderer
    (:mod:`avatarcli.nets.video_renderer`) against the frames: L1 + SSIM + Dice mask
-   (+ LPIPS when installed). A training frame's view colour leaves its own texture out, so the
+   (+ LPIPS when installed). A training frame's view colour leaves its own photo out, so the
    renderer learns to correct what a new view gets, not to copy its photo;
-6. avatar file: ``textures["neural"]`` (C, T, T) float16, ``textures["rgb"]``, the per-frame
+6. avatar file: ``textures["neural"]`` (C, T, T) float16, ``textures["rgb"]``, the kept frames
    ``textures["view_*"]``, ``renderer`` = ``{"kind": "video_unet", "config", "state_dict"}``;
    :func:`frame_renderer_for` draws it.
 
@@ -84,8 +84,8 @@ class VideoAvatarOptions:
     renderer_width: int = 24
     renderer_depth: int = 3
     pose_channels: str = "none"  # "none" | "normals" (D²G-Net-style pose conditioning)
-    #: "on": the renderer corrects a view-dependent colour (the nearest frames' own textures
-    #: blended, :mod:`avatarcli.texture.view_dependent`) instead of one merged texture; "off";
+    #: "on": the renderer corrects a view-dependent colour (the body drawn from the nearest
+    #: frames' photos, :mod:`avatarcli.texture.view_dependent`) instead of one merged texture; "off";
     #: "auto": on from ``DEFAULT_MIN_VIEWS`` frames (measured there)
     view_colour: str = "auto"
     refine_steps: int = 32  # RGB-texture refinement before neural training
@@ -179,7 +179,7 @@ class VideoAvatarResult:
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
-    #: view-colour avatars: each frame drawn with the colour of the *other* frames (its own texture
+    #: view-colour avatars: each frame drawn with the colour of the *other* frames (its own photo
     #: left out), what to expect from an angle it was not given; None without view colour
     new_view_psnr: float | None = None
     new_view_ssim: float | None = None
@@ -410,13 +410,13 @@ def initial_neural_texture(
 class FrameColour:
     """The view-dependent colour of the body in any frame: the neural renderer's base colour.
 
-    ``frame_view`` maps a training frame to its own stored view, so a training frame can be
-    given the colour its neighbours alone predict (``exclude_frame``) — what a new frame gets —
-    rather than its own photo, which the renderer would learn to trust.
+    ``frame_view`` maps a training frame to its own kept photo, so a training frame can be given
+    the colour its neighbours alone predict (``exclude_frame``) — what a new frame gets — rather
+    than its own photo, which the renderer would learn to trust.
     """
 
     colour: object  # avatarcli.texture.view_dependent.ViewColour
-    merged: torch.Tensor  # (1, 3, T, T) where none of the nearest frames saw a texel
+    merged: torch.Tensor  # (1, 3, T, T) where none of the nearest frames saw a pixel
     frame_view: dict[int, int] = field(default_factory=dict)
 
     @property
@@ -427,32 +427,32 @@ class FrameColour:
         self, vertices: torch.Tensor, camera, inputs, exclude_frame: int | None = None
     ) -> torch.Tensor:
         """(1, 3, H, W) colour of the body at ``inputs``' pixels (a :class:`FrameInputs` of this
-        mesh and camera: its uv render is reused, nothing is rasterised again)."""
+        mesh and camera: its rasterisation is reused, nothing is rasterised again)."""
         from avatarcli.render import sample_texture
 
         without = self.frame_view.get(exclude_frame) if exclude_frame is not None else None
-        texture = self.colour.texture(vertices, camera, self.merged, without=without)
-        return sample_texture(texture, inputs.uv, inputs.mask[:, 0])
+        colour, weight = self.colour.colour(vertices, camera, inputs.fragments, without=without)
+        merged = sample_texture(self.merged, inputs.uv, inputs.mask[:, 0])
+        return torch.where(weight > 1e-6, colour, merged)
 
 
 def frame_colour_for_frames(
     body, frames: FittedFrames, indices: Sequence[int], merged: torch.Tensor
 ) -> FrameColour:
-    """Keep the own textures of ``indices`` (up to :data:`~avatarcli.texture.view_dependent.MAX_VIEWS`)."""
-    from avatarcli.texture import body_texel_maps
+    """Keep the photos of ``indices`` (up to :data:`~avatarcli.texture.view_dependent.MAX_VIEWS`)."""
     from avatarcli.texture.build import TextureView
-    from avatarcli.texture.view_dependent import ViewColour, build_view_textures, kept_views, torso_vertex_ids
+    from avatarcli.texture.view_dependent import ViewColour, build_view_photos, kept_views, torso_vertex_ids
 
     chosen = [indices[k] for k in kept_views(len(indices))]
     device = frames.shape.device
-    maps = body_texel_maps(body, merged.shape[-1], frames.shape)
     with torch.no_grad():
         rest = body.rest(frames.shape).vertices[0]
     views = [
         TextureView(frames.vertices(body, i), frames.cameras[i], frames.photos[i], frames.masks[i] > 0.5)
         for i in chosen
     ]
-    colour = ViewColour(build_view_textures(body, views, maps, rest).to(device), rest, torso_vertex_ids(body))
+    kept = build_view_photos(body, views).to(device)
+    colour = ViewColour(kept, body.faces, rest, torso_vertex_ids(body))
     return FrameColour(colour, merged.to(device), {int(i): k for k, i in enumerate(chosen)})
 
 
@@ -566,7 +566,7 @@ def score_frames(
     leave_own_out: bool = False,
 ) -> list[dict[str, float]]:
     """Render each chosen frame in full with the neural avatar and score it against the photo;
-    ``leave_own_out``: each frame's view colour without its own texture (as training sees it)."""
+    ``leave_own_out``: each frame's view colour without its own photo (as training sees it)."""
     from avatarcli.pipelines.video_training import rasterize_frame
 
     scores = []
@@ -749,9 +749,9 @@ def create_video_avatar(
     on_device, every = _frames_to(frames, device), range(len(frames))  # copied to the device once
     colour = None
     if view_colour:
-        say("per-frame textures", 0, 1)
+        say("kept photos", 0, 1)
         colour = frame_colour_for_frames(body.to(device), on_device, every, rgb_texture[None].to(device))
-        say("per-frame textures", 1, 1)
+        say("kept photos", 1, 1)
     targets = frame_targets(body.to(device), on_device, every, model.wants_normals, colour=colour)
 
     def save_state(s: TrainState) -> None:
@@ -998,6 +998,6 @@ def avatar_frame_colour(avatar, body, device: torch.device) -> FrameColour:
     colour = avatar_view_colour(avatar, body, device)
     if colour is None:
         raise AvatarFormatError(
-            "the video avatar's renderer needs its per-frame textures, which the file lacks; it is damaged"
+            "the video avatar's renderer needs its kept photos, which the file lacks; it is damaged"
         )
     return FrameColour(colour, avatar_rgb_texture(avatar, device))

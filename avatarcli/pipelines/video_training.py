@@ -16,11 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from avatarcli.nets.video_renderer import VideoRenderer, VideoRendererConfig
+
+if TYPE_CHECKING:
+    from avatarcli.render import Fragments
 
 
 @dataclass
@@ -33,6 +37,8 @@ class FrameInputs:
     window: tuple[int, int, int, int]
     #: (1, 3, H, W) view-dependent colour of the body in this view (renderers with view_colour)
     colour: torch.Tensor | None = None
+    #: the rasterisation behind ``uv`` and ``mask`` (view-dependent colour reads its faces)
+    fragments: Fragments | None = None
 
 
 @dataclass
@@ -59,7 +65,7 @@ def rasterize_frame(
         cam_normals = None
         if normals:
             cam_normals = render_normals(vertices, body.faces, fragments, camera).permute(0, 3, 1, 2) * mask
-    return FrameInputs(uv * mask.permute(0, 2, 3, 1), mask, cam_normals, window)
+    return FrameInputs(uv * mask.permute(0, 2, 3, 1), mask, cam_normals, window, fragments=fragments)
 
 
 def person_window(masks: Sequence[torch.Tensor], width: int, height: int, margin: int, minimum: int):

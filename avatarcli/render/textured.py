@@ -67,12 +67,15 @@ def render_textured(
     shade: bool = False,
     ambient: float = 0.4,
     fragments: Fragments | None = None,
+    surface_colour: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render a textured body: image (B, 3, H, W) composited over ``background``, mask (B, 1, H, W).
 
     ``background`` is a grey level, an RGB triple or an image (B, 3, H, W). ``shade`` applies
     Lambertian light from the camera (``ambient + (1 - ambient) cos``). Back faces are culled
     (bodies are closed), unless ``fragments`` from another rasterisation are passed in.
+    ``surface_colour``: (B, 3, H, W) colours and (B, 1, H, W) bool where they replace the texture's
+    (view-dependent colour drawn from photos, :mod:`avatarcli.texture.view_dependent`).
     """
     if vertices.dim() == 2:
         vertices = vertices[None]
@@ -81,6 +84,8 @@ def render_textured(
     batch, height, width = fragments.shape
     pixel_uv = render_uv(fragments, uv, uv_faces)
     colour = sample_texture(texture, pixel_uv, fragments.mask)
+    if surface_colour is not None:
+        colour = torch.where(surface_colour[1].to(colour.device), surface_colour[0].to(colour), colour)
     if shade:
         cos = view_cosine(vertices, faces, fragments, camera).clamp_min(0)
         colour = colour * (ambient + (1.0 - ambient) * cos).unsqueeze(1).to(colour)
