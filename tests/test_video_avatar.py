@@ -123,7 +123,7 @@ def test_view_colour_renderer_starts_at_the_colour_it_is_given(anny_body, frames
     assert torch.allclose(rgb * first.mask, first.colour * first.mask, atol=1e-6)
     with pytest.raises(ValueError, match="colour"):
         model.render(first.uv, first.mask)
-    # a training frame gets the colour its neighbours predict, not its own photo: with a grey
+    # a training frame gets the colour its neighbours predict, not only its own photo: with a grey
     # merged texture, the front frame's neighbours (120° and 240° away) cannot say its colours
     # (128² texels: the 128-px photos cover most of them)
     grey = frame_colour_for_frames(anny_body, frames, range(3), torch.full((1, 3, 128, 128), 0.5))
@@ -131,6 +131,10 @@ def test_view_colour_renderer_starts_at_the_colour_it_is_given(anny_body, frames
     own, predicted = grey(verts, cam, first), grey(verts, cam, first, exclude_frame=0)
     photo, body_px = targets[0].photo, first.mask.bool()
     assert float(psnr(own, photo, body_px)) > float(psnr(predicted, photo, body_px)) + 3.0
+    # ... and again with its own photo's colour (new views fall in between), sharing the rest
+    assert len(targets) == 6 and targets[3].photo is targets[0].photo and targets[3].inputs.uv is first.uv
+    assert torch.allclose(targets[3].inputs.colour, colour(verts, cam, first))
+    assert not torch.allclose(targets[3].inputs.colour, first.colour)
     # training moves it; scoring a held-out frame uses every training frame's colour
     train_steps(model, targets, TrainSettings(steps=4, batch=2, patch=48, checkpoint_every=0), seed=0)
     held_out = score_frames(model, anny_body, frames, [3], colour)[0]

@@ -499,11 +499,21 @@ def frame_targets(
     minimum: int = 64,
     colour: FrameColour | None = None,
 ):
-    """Rasterise each chosen frame once, cropped to the person (body render ∪ person mask);
-    ``colour`` adds each frame's view-dependent colour as its neighbours predict it."""
+    """Rasterise each chosen frame once, cropped to the person (body render ∪ person mask).
+
+    With ``colour`` every frame is a target twice: with the view-dependent colour its neighbours
+    alone give it, and with the colour that includes its own photo. A new view between frames
+    gets something in between (the neighbours-only colour comes from twice the frames' spacing),
+    so the renderer learns a correction for the range new views fall in. Trained on the first
+    only, it over-corrected: iPER, trained on 13 even frames, scored on the 14 between them,
+    21.01 dB / 0.619 for the colour alone → 20.67 / 0.576 trained on neighbours-only colour,
+    20.94 / 0.604 on both; all 27 even → 25 odd frames: 22.17 / 0.667 → 22.24 / 0.671.
+    """
+    from dataclasses import replace
+
     from avatarcli.pipelines.video_training import FrameTarget, person_window, rasterize_frame
 
-    targets = []
+    targets, with_own = [], []
     for i in indices:
         cam = frames.cameras[i]
         verts = frames.vertices(body, i)
@@ -511,12 +521,14 @@ def frame_targets(
         window = person_window([full.mask[0, 0], frames.masks[i][0]], cam.width, cam.height, margin, minimum)
         inputs = rasterize_frame(body, verts, cam, normals=normals, window=window)
         left, top, w, h = window
-        if colour is not None:
-            inputs.colour = colour(verts, cam, inputs, exclude_frame=i)
         photo = frames.photos[i][..., top : top + h, left : left + w]
         person = frames.masks[i][:, None, top : top + h, left : left + w]
+        if colour is not None:
+            own = replace(inputs, colour=colour(verts, cam, inputs))  # shares all but the colour
+            with_own.append(FrameTarget(own, photo, person))
+            inputs.colour = colour(verts, cam, inputs, exclude_frame=i)
         targets.append(FrameTarget(inputs, photo, person))
-    return targets
+    return targets + with_own
 
 
 # ------------------------------------------------------------------------------------- scoring
