@@ -299,3 +299,36 @@ def test_one_photo_has_no_views_to_blend(lit_photos, tmp_path, capsys):
     assert main(["create", str(lit_photos[0]), "-o", str(tmp_path), "--view-dependent"]) == 2
     assert "several views" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def _smooth_pattern(size: int = 96) -> torch.Tensor:
+    """A grey-level texture with detail at several scales (what the flow has to lock on to)."""
+    generator = torch.Generator().manual_seed(3)
+    noise = torch.rand(1, 1, size // 4, size // 4, generator=generator)
+    fine = torch.nn.functional.interpolate(noise, size=(size, size), mode="bicubic", align_corners=False)
+    return fine.clamp(0, 1)[0].expand(3, -1, -1).contiguous()
+
+
+def test_floating_moves_two_shifted_photos_to_their_consensus():
+    from avatarcli.texture.floating import align_sources
+
+    pattern = _smooth_pattern()
+    left, right = torch.roll(pattern, -2, dims=2), torch.roll(pattern, 2, dims=2)
+    moved = align_sources(torch.stack([left, right]), torch.ones(2, *pattern.shape[1:]))
+    inner = (..., slice(12, -12), slice(12, -12))
+    before = (left - right)[inner].abs().mean()
+    after = (moved[0] - moved[1])[inner].abs().mean()
+    assert after < 0.3 * before  # the two now agree ...
+    assert (moved[0] - pattern)[inner].abs().mean() < 0.3 * (left - pattern)[inner].abs().mean()  # ... midway
+
+
+def test_floating_leaves_a_single_photo_and_a_zero_share_alone():
+    from avatarcli.texture.floating import align_sources
+
+    pattern = _smooth_pattern()
+    assert torch.equal(align_sources(pattern[None], torch.ones(1, *pattern.shape[1:])), pattern[None])
+    shifted = torch.roll(pattern, 3, dims=2)
+    weights = torch.stack([torch.ones(pattern.shape[1:]), torch.zeros(pattern.shape[1:])])
+    moved = align_sources(torch.stack([pattern, shifted]), weights)
+    # the other photo has no share anywhere: the first stays where it is
+    assert (moved[0] - pattern).abs().max() < 1e-5
