@@ -141,6 +141,32 @@ def test_view_colour_renderer_starts_at_the_colour_it_is_given(anny_body, frames
     assert held_out["psnr"] > 15 and 0.9 < held_out["iou"] <= 1
 
 
+def test_correction_weight_holds_the_renderer_to_the_view_colour(anny_body, frames, rgb_init):
+    from avatarcli.pipelines.video_avatar import frame_colour_for_frames
+    from avatarcli.pipelines.video_training import correction_size
+
+    config = VideoRendererConfig(texture_channels=6, width=8, depth=2, view_colour=True)
+    colour = frame_colour_for_frames(anny_body, frames, range(3), rgb_init[None])
+    targets = frame_targets(anny_body, frames, range(3), normals=False, colour=colour)
+    changes = []
+    for weight in (0.0, 50.0):
+        torch.manual_seed(0)
+        model = NeuralAvatarModel(initial_neural_texture(rgb_init, 6, 128, view_colour=True), config)
+        settings = TrainSettings(steps=30, batch=2, patch=48, correction_weight=weight, checkpoint_every=0)
+        state = train_steps(model, targets, settings, seed=0)
+        assert ("correction" in state.history[-1]) == (weight > 0)
+        with torch.no_grad():
+            first = targets[0].inputs
+            rgb, _ = model(first)
+            changes.append(float(correction_size(rgb, first.colour, first.mask)))
+    assert changes[1] < 0.5 * changes[0]
+    assert (
+        VideoAvatarOptions().train_settings().correction_weight == VideoAvatarOptions().correction_weight > 0
+    )
+    with pytest.raises(UserError, match="correction weight"):
+        VideoAvatarOptions(correction_weight=-1).check()
+
+
 def test_view_colour_from_twelve_frames_unless_told():
     auto, on, off = (VideoAvatarOptions(view_colour=v) for v in ("auto", "on", "off"))
     assert [auto.uses_view_colour(n) for n in (3, 11, 12, 60)] == [False, False, True, True]

@@ -199,6 +199,8 @@ class TrainSettings:
     ssim_weight: float = 0.5
     lpips_weight: float = 1.0  # replaces the SSIM term when LPIPS is installed (StylePeople's weight)
     dice_weight: float = 0.5
+    #: L1 pull of the renderer's change to a view-dependent colour (inside the body) towards 0
+    correction_weight: float = 0.0
     checkpoint_every: int = 50
 
 
@@ -323,6 +325,10 @@ def train_steps(
                 rgb, alpha, photo, person, settings.ssim_weight, settings.dice_weight,
                 lpips=lpips, lpips_weight=settings.lpips_weight,
             )  # fmt: skip
+            if colour is not None and settings.correction_weight > 0:
+                change = correction_size(rgb, colour, mask)
+                loss = loss + settings.correction_weight * change
+                parts["correction"] = float(change.detach())
             optimizer.zero_grad(set_to_none=True)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"video avatar training diverged at step {step + 1} (loss {loss})")
@@ -342,6 +348,13 @@ def train_steps(
         raise
     model.eval()
     return snapshot()
+
+
+def correction_size(rgb: torch.Tensor, colour: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute change (per channel) the renderer makes to the view-dependent ``colour`` on
+    the body: what :attr:`TrainSettings.correction_weight` pulls towards 0, so the renderer
+    changes the photos' colour only where that helps every training frame alike."""
+    return ((rgb - colour) * mask).abs().sum() / (3.0 * mask.sum()).clamp_min(1.0)
 
 
 def full_frame_loss(

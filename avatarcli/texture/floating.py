@@ -57,7 +57,11 @@ def align_sources(images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
                 shift += share[j][..., None] * flow.calc(greys[j], greys[k], None)
         source = filled[k].permute(1, 2, 0).cpu().numpy().astype(np.float32)
         read = cv2.remap(
-            source, columns + shift[..., 0], rows + shift[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+            source,
+            columns + shift[..., 0],
+            rows + shift[..., 1],
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
         )
         moved.append(torch.from_numpy(read.reshape(height, width, -1)).permute(2, 0, 1))
     return torch.stack(moved).to(images)
