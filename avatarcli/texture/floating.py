@@ -4,8 +4,8 @@ Why: each kept photo, read through its own body fit, lands a pixel or a few off 
 put the same detail, so a plain weighted blend ghosts and blurs. Eisemann et al. ("Floating
 Textures", 2008) measure, in the new view itself, the optical flow between every pair of
 projected photos and move each one towards the weighted consensus of where the others show the
-same detail; the blend of the moved photos is sharp. The flow is OpenCV's DIS (a dependency
-already, through mediapipe), on grey levels, in the bounding box of the body.
+same detail; the blend of the moved photos is sharp. The flow is OpenCV's DIS (OpenCV is a
+dependency already), on grey levels, in the bounding box of the body.
 
 iPER turn (27 even frames): leave-one-out on the training frames 20.96 → 21.09 dB, SSIM 0.612 →
 0.633; the 25 held-out odd frames 22.35 → 22.57 dB, SSIM 0.677 → 0.705 (docs/ARCHITECTURE.md).

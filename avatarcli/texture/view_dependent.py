@@ -314,12 +314,11 @@ class ViewColour:
             total = torch.zeros(batch * height * width, device=bary.device)
             for b in range(batch):
                 mine = image == b
-                reads = [
-                    (rgb, weight * seen)
-                    for weight, k in zip(frame_weights[b].tolist(), keep, strict=True)
-                    if weight > 0.0
-                    for rgb, seen in [self._read(k, bary[mine], corners[mine])]
-                ]
+                reads = []  # (colours (3, P), weights (P,)) of each frame that counts here
+                for weight, k in zip(frame_weights[b].tolist(), keep, strict=True):
+                    if weight > 0.0:
+                        rgb, seen = self._read(k, bary[mine], corners[mine])
+                        reads.append((rgb, weight * seen))
                 if FLOATING and len(reads) > 1 and bool(mine.any()):
                     reads = _floated(reads, pixels[mine] % (height * width), width)
                 for rgb, w in reads:
