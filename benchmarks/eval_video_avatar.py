@@ -7,9 +7,9 @@ Cases (issue #8 items 4–5; target for the neural avatar: held-out PSNR ≥ 26 
 and better than the RGB avatar). Avatars: ``rgb`` (one merged texture, ``avatar merge``),
 ``rgb_view`` (the same plus view-dependent colour drawn from the training frames' photos,
 ``avatar merge --view-dependent``), ``neural`` (``avatar merge --neural`` with its defaults: from
-12 frames the renderer corrects the view-dependent colour; ``--colour-compare`` adds
-``neural_merged`` and ``neural_view``, the renderer trained on the merged texture / on the view
-colour whatever the frame count):
+12 frames the renderer corrects the view-dependent colour, below that the merged texture's;
+``--colour-compare`` adds ``neural_merged`` and ``neural_view``, the renderer correcting the
+merged texture / the view colour whatever the frame count):
 
 * iPER 360° turn GIF (512², 53 frames, no masks: the person masks are mediapipe's): train on
   the even frames, score the odd ones. ``--quick``: every 4th frame each (0, 4, … / 1, 5, …) at
@@ -116,18 +116,24 @@ def rgb_view_scores(body, frames, colour, indices) -> list[dict]:
 
 
 def neural_run(body, frames, built, colour, train, test, opts) -> tuple[list[dict], float, dict]:
-    """Train and score one neural avatar; ``colour`` is the training frames' view colour, used
-    when ``opts`` turn it on for this many frames."""
-    from avatarcli.pipelines.video_avatar import frame_targets, initial_neural_texture, score_frames
+    """Train and score one neural avatar; ``colour`` is the training frames' view colour, the
+    renderer's base when ``opts`` turn it on for this many frames (else the merged texture)."""
+    from avatarcli.pipelines.video_avatar import (
+        FrameColour,
+        frame_targets,
+        initial_neural_texture,
+        score_frames,
+    )
     from avatarcli.pipelines.video_training import NeuralAvatarModel, full_frame_loss, train_steps
 
     torch.manual_seed(opts.seed)
-    view_colour = opts.uses_view_colour(len(train))
-    config = opts.renderer_config(view_colour)
+    config = opts.renderer_config()
     model = NeuralAvatarModel(
-        initial_neural_texture(built.texture, config.texture_channels, opts.texture_size, view_colour), config
+        initial_neural_texture(built.texture, config.texture_channels, opts.texture_size, view_colour=True),
+        config,
     )
-    colour = colour if view_colour else None
+    if not opts.uses_view_colour(len(train)):  # the merged texture is the colour it corrects
+        colour = FrameColour(None, built.texture[None])
     targets = frame_targets(body, frames, train, model.wants_normals, colour=colour)
     settings = opts.train_settings()
     before = full_frame_loss(model, targets, settings)

@@ -214,6 +214,9 @@ def test_create_video_and_merge_neural(anny_body, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out)
     avatar = load_avatar(out)
     assert avatar.renderer["kind"] == "video_unet" and avatar.provenance["method"] == "video"
+    # three frames keep no photos: the renderer corrects the merged texture
+    assert avatar.renderer["colour_base"] == "merged" and avatar.renderer["config"]["view_colour"] is True
+    assert "view_photos" not in avatar.textures
     assert summary["avatar"] == str(out)
     assert main(["render", str(out), "-o", str(tmp_path / "v.png"), "--size", "64"]) == 0
     folder = tmp_path / "frames"

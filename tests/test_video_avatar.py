@@ -167,6 +167,33 @@ def test_correction_weight_holds_the_renderer_to_the_view_colour(anny_body, fram
         VideoAvatarOptions(correction_weight=-1).check()
 
 
+def test_merged_texture_is_the_base_colour_without_kept_photos(anny_body, frames, rgb_init):
+    from types import SimpleNamespace
+
+    from avatarcli.errors import AvatarFormatError
+    from avatarcli.pipelines.video_avatar import FrameColour, avatar_frame_colour
+    from avatarcli.render import sample_texture
+
+    base = FrameColour(None, rgb_init[None])
+    assert base.views is None
+    targets = frame_targets(anny_body, frames, range(3), normals=False, colour=base)
+    assert len(targets) == 3  # one target a frame: no photo of its own to leave out
+    first = targets[0].inputs
+    assert torch.allclose(first.colour, sample_texture(rgb_init[None], first.uv, first.mask[:, 0]))
+    config = VideoRendererConfig(texture_channels=6, width=8, depth=2, view_colour=True)
+    model = NeuralAvatarModel(initial_neural_texture(rgb_init, 6, 128, view_colour=True), config)
+    rgb, _ = model(first)
+    assert torch.allclose(rgb * first.mask, first.colour * first.mask, atol=1e-6)  # untrained: the texture
+    # in the file: "merged" needs no kept photos; "photos" (or no key: older files) does
+    rgb8 = (rgb_init.permute(1, 2, 0) * 255).round().to(torch.uint8)
+    avatar = SimpleNamespace(renderer={"colour_base": "merged"}, textures={"rgb": rgb8})
+    assert avatar_frame_colour(avatar, anny_body, torch.device("cpu")).views is None
+    for renderer in ({"colour_base": "photos"}, {}, {"colour_base": "sepia"}):
+        avatar.renderer = renderer
+        with pytest.raises(AvatarFormatError, match="damaged"):
+            avatar_frame_colour(avatar, anny_body, torch.device("cpu"))
+
+
 def test_view_colour_from_twelve_frames_unless_told():
     auto, on, off = (VideoAvatarOptions(view_colour=v) for v in ("auto", "on", "off"))
     assert [auto.uses_view_colour(n) for n in (3, 11, 12, 60)] == [False, False, True, True]

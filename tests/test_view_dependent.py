@@ -315,6 +315,7 @@ def test_floating_moves_two_shifted_photos_to_their_consensus():
     pattern = _smooth_pattern()
     left, right = torch.roll(pattern, -2, dims=2), torch.roll(pattern, 2, dims=2)
     moved = align_sources(torch.stack([left, right]), torch.ones(2, *pattern.shape[1:]))
+    assert torch.equal(moved, align_sources(torch.stack([left, right]), torch.ones(2, *pattern.shape[1:])))
     inner = (..., slice(12, -12), slice(12, -12))
     before = (left - right)[inner].abs().mean()
     after = (moved[0] - moved[1])[inner].abs().mean()

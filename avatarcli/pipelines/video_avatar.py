@@ -8,10 +8,10 @@ StylePeople §3.2 (and D²G-Net's setting) without pretrained weights:
    of one video also with a temporal term (smooth pose, orientation and translation over time);
 4. RGB texture from the frames with the photo path (:func:`avatarcli.texture.build.build_rgb_texture`);
    it is stored as the RGB fallback, and its per-texel visibility tells which body regions the
-   clip never showed. With ``view_colour`` (default from 12 frames) the frames' photos are kept too
-   (:mod:`avatarcli.texture.view_dependent`) and each rendered frame starts from the body drawn
-   from the nearest frames' photos (:class:`FrameColour`); without it the merged texture initialises
-   the first 3 neural channels;
+   clip never showed. Each rendered frame starts from a base colour (:class:`FrameColour`) that
+   the renderer corrects: with ``view_colour`` (default from 12 frames) the frames' photos are
+   kept too (:mod:`avatarcli.texture.view_dependent`) and the base is the body drawn from the
+   nearest frames' photos; without it the base is the merged texture;
 5. jointly optimise the neural texture and a small from-scratch renderer
    (:mod:`avatarcli.nets.video_renderer`) against the frames: L1 + SSIM + Dice mask
    (+ LPIPS when installed). A training frame's view colour leaves its own photo out, so the
@@ -156,7 +156,10 @@ class VideoAvatarOptions:
             return frames >= DEFAULT_MIN_VIEWS
         return self.view_colour == "on" and frames >= 2
 
-    def renderer_config(self, view_colour: bool = False):
+    def renderer_config(self, base_colour: bool = True):
+        """``base_colour``: the renderer corrects a colour each frame supplies (the kept photos'
+        or the merged texture's, :class:`FrameColour`); False is the older form, the merged
+        texture in the neural texture's first channels, which avatar files may still hold."""
         from avatarcli.nets.video_renderer import VideoRendererConfig
 
         return VideoRendererConfig(
@@ -164,7 +167,7 @@ class VideoAvatarOptions:
             pose_channels=self.pose_channels,
             width=self.renderer_width,
             depth=self.renderer_depth,
-            view_colour=view_colour,
+            view_colour=base_colour,
         )
 
     def identity(self) -> dict:
@@ -418,20 +421,22 @@ def initial_neural_texture(
 
 @dataclass
 class FrameColour:
-    """The view-dependent colour of the body in any frame: the neural renderer's base colour.
+    """The colour of the body in any frame that the neural renderer corrects (its base colour):
+    drawn from the kept photos (view-dependent), or, with ``colour`` None, the merged texture.
 
     ``frame_view`` maps a training frame to its own kept photo, so a training frame can be given
     the colour its neighbours alone predict (``exclude_frame``) — what a new frame gets — rather
     than its own photo, which the renderer would learn to trust.
     """
 
-    colour: object  # avatarcli.texture.view_dependent.ViewColour
+    colour: object | None  # avatarcli.texture.view_dependent.ViewColour, or None: merged only
     merged: torch.Tensor  # (1, 3, T, T) where none of the nearest frames saw a pixel
     frame_view: dict[int, int] = field(default_factory=dict)
 
     @property
     def views(self):
-        return self.colour.views
+        """The kept photos (:class:`~avatarcli.texture.view_dependent.ViewPhotos`) or None."""
+        return self.colour.views if self.colour is not None else None
 
     def __call__(
         self, vertices: torch.Tensor, camera, inputs, exclude_frame: int | None = None
@@ -440,9 +445,11 @@ class FrameColour:
         mesh and camera: its rasterisation is reused, nothing is rasterised again)."""
         from avatarcli.render import sample_texture
 
+        merged = sample_texture(self.merged, inputs.uv, inputs.mask[:, 0])
+        if self.colour is None:
+            return merged
         without = self.frame_view.get(exclude_frame) if exclude_frame is not None else None
         colour, weight = self.colour.colour(vertices, camera, inputs.fragments, without=without)
-        merged = sample_texture(self.merged, inputs.uv, inputs.mask[:, 0])
         return torch.where(weight > 1e-6, colour, merged)
 
 
@@ -511,13 +518,14 @@ def frame_targets(
 ):
     """Rasterise each chosen frame once, cropped to the person (body render ∪ person mask).
 
-    With ``colour`` every frame is a target twice: with the view-dependent colour its neighbours
+    With a view-dependent ``colour`` every frame is a target twice: with the colour its neighbours
     alone give it, and with the colour that includes its own photo. A new view between frames
     gets something in between (the neighbours-only colour comes from twice the frames' spacing),
     so the renderer learns a correction for the range new views fall in. Trained on the first
     only, it over-corrected: iPER, trained on 13 even frames, scored on the 14 between them,
     21.01 dB / 0.619 for the colour alone → 20.67 / 0.576 trained on neighbours-only colour,
-    20.94 / 0.604 on both; all 27 even → 25 odd frames: 22.17 / 0.667 → 22.24 / 0.671.
+    20.94 / 0.604 on both; all 27 even → 25 odd frames: 22.17 / 0.667 → 22.24 / 0.671. With the
+    merged texture as the colour (no kept photos) each frame is a target once.
     """
     from dataclasses import replace
 
@@ -533,7 +541,9 @@ def frame_targets(
         left, top, w, h = window
         photo = frames.photos[i][..., top : top + h, left : left + w]
         person = frames.masks[i][:, None, top : top + h, left : left + w]
-        if colour is not None:
+        if colour is not None and colour.views is None:  # the merged texture: one colour per frame
+            inputs.colour = colour(verts, cam, inputs)
+        elif colour is not None:
             own = replace(inputs, colour=colour(verts, cam, inputs))  # shares all but the colour
             with_own.append(FrameTarget(own, photo, person))
             inputs.colour = colour(verts, cam, inputs, exclude_frame=i)
@@ -757,9 +767,10 @@ def create_video_avatar(
     # ---- joint optimisation of neural texture + renderer
     t0 = time.perf_counter()
     view_colour = opts.uses_view_colour(len(frames))
-    config = opts.renderer_config(view_colour)
+    config = opts.renderer_config()
     model = NeuralAvatarModel(
-        initial_neural_texture(rgb_texture, config.texture_channels, opts.texture_size, view_colour), config
+        initial_neural_texture(rgb_texture, config.texture_channels, opts.texture_size, view_colour=True),
+        config,
     )
     state = None
     resumed_from = None
@@ -769,7 +780,7 @@ def create_video_avatar(
         resumed_from = state.step
     model.to(device)
     on_device, every = _frames_to(frames, device), range(len(frames))  # copied to the device once
-    colour = None
+    colour = FrameColour(None, rgb_texture[None].to(device))
     if view_colour:
         say("kept photos", 0, 1)
         colour = frame_colour_for_frames(body.to(device), on_device, every, rgb_texture[None].to(device))
@@ -907,10 +918,13 @@ def _avatar(
             "rgb": rgb,
             "known": known.to(torch.uint8) * 255,
             "neural": model.texture.detach()[0].cpu().to(torch.float16),
-            **(to_avatar_textures(colour.views) if colour is not None else {}),
+            **(to_avatar_textures(colour.views) if colour is not None and colour.views is not None else {}),
         },
         views=views,
-        renderer=renderer_record(model.renderer.cpu(), RENDERER_KIND),
+        renderer={
+            **renderer_record(model.renderer.cpu(), RENDERER_KIND),
+            "colour_base": "photos" if colour is not None and colour.views is not None else "merged",
+        },
         provenance={
             "method": "video",
             "seed": opts.seed,
@@ -1013,12 +1027,17 @@ def frame_renderer_for(avatar, body, device: torch.device | str, background) -> 
 
 
 def avatar_frame_colour(avatar, body, device: torch.device) -> FrameColour:
-    """The view-dependent colour a video avatar's renderer corrects, from the avatar file."""
+    """The colour a video avatar's renderer corrects, from the avatar file: drawn from its kept
+    photos (``renderer["colour_base"]`` "photos", what files without the key mean) or its merged
+    texture ("merged")."""
     from avatarcli.errors import AvatarFormatError
     from avatarcli.pipelines.posing import avatar_rgb_texture, avatar_view_colour
 
-    colour = avatar_view_colour(avatar, body, device)
-    if colour is None:
+    base = avatar.renderer.get("colour_base", "photos")
+    if base not in ("photos", "merged"):
+        raise AvatarFormatError(f"the video avatar's colour base {base!r} is unknown; the file is damaged")
+    colour = avatar_view_colour(avatar, body, device) if base == "photos" else None
+    if base == "photos" and colour is None:
         raise AvatarFormatError(
             "the video avatar's renderer needs its kept photos, which the file lacks; it is damaged"
         )
