@@ -129,7 +129,7 @@ def neural_run(body, frames, built, colour, train, test, opts) -> tuple[list[dic
     torch.manual_seed(opts.seed)
     config = opts.renderer_config()
     model = NeuralAvatarModel(
-        initial_neural_texture(built.texture, config.texture_channels, opts.texture_size, view_colour=True),
+        initial_neural_texture(built.texture, config.texture_channels, opts.texture_size, base_colour=True),
         config,
     )
     if not opts.uses_view_colour(len(train)):  # the merged texture is the colour it corrects

@@ -114,7 +114,7 @@ def test_view_colour_renderer_starts_at_the_colour_it_is_given(anny_body, frames
 
     config = VideoRendererConfig(texture_channels=6, width=8, depth=2, view_colour=True)
     assert VideoRendererConfig.from_dict(json.loads(json.dumps(config.as_dict()))) == config
-    model = NeuralAvatarModel(initial_neural_texture(rgb_init, 6, 128, view_colour=True), config)
+    model = NeuralAvatarModel(initial_neural_texture(rgb_init, 6, 128, base_colour=True), config)
     assert float(model.texture.detach().abs().sum()) == 0.0  # a correction: starts at nothing
     colour = frame_colour_for_frames(anny_body, frames, range(3), rgb_init[None])
     targets = frame_targets(anny_body, frames, range(3), normals=False, colour=colour)
@@ -151,7 +151,7 @@ def test_correction_weight_holds_the_renderer_to_the_view_colour(anny_body, fram
     changes = []
     for weight in (0.0, 50.0):
         torch.manual_seed(0)
-        model = NeuralAvatarModel(initial_neural_texture(rgb_init, 6, 128, view_colour=True), config)
+        model = NeuralAvatarModel(initial_neural_texture(rgb_init, 6, 128, base_colour=True), config)
         settings = TrainSettings(steps=30, batch=2, patch=48, correction_weight=weight, checkpoint_every=0)
         state = train_steps(model, targets, settings, seed=0)
         assert ("correction" in state.history[-1]) == (weight > 0)
@@ -181,7 +181,7 @@ def test_merged_texture_is_the_base_colour_without_kept_photos(anny_body, frames
     first = targets[0].inputs
     assert torch.allclose(first.colour, sample_texture(rgb_init[None], first.uv, first.mask[:, 0]))
     config = VideoRendererConfig(texture_channels=6, width=8, depth=2, view_colour=True)
-    model = NeuralAvatarModel(initial_neural_texture(rgb_init, 6, 128, view_colour=True), config)
+    model = NeuralAvatarModel(initial_neural_texture(rgb_init, 6, 128, base_colour=True), config)
     rgb, _ = model(first)
     assert torch.allclose(rgb * first.mask, first.colour * first.mask, atol=1e-6)  # untrained: the texture
     # in the file: "merged" needs no kept photos; "photos" (or no key: older files) does

@@ -101,8 +101,8 @@ class VideoAvatarOptions:
     lr_renderer: float = 1e-3
     ssim_weight: float = 0.5
     dice_weight: float = 0.5
-    #: how strongly the renderer is held to the view-dependent colour inside the body (L1 on its
-    #: change). Chosen on a clean split of the iPER training frames (train on 13 even frames, score
+    #: how strongly the renderer is held to its base colour (:class:`FrameColour`) inside the body
+    #: (L1 on its change). Chosen on a clean split of the iPER training frames (train on 13 even frames, score
     #: the 14 between them; the colour alone 21.14 dB / 0.641): 0 / 0.3 / 1 / 3 / 10 / 30 → 20.93 /
     #: 21.06 / 21.12 / 21.12 / 21.14 / 21.14 dB, SSIM 0.624 / 0.628 / 0.631 / 0.638 / 0.641 / 0.641;
     #: the whole person on black (its outline is the renderer's alone) 20.05 / 20.15 / 20.16 / 20.17
@@ -403,14 +403,14 @@ def rgb_texture_for_frames(
 
 
 def initial_neural_texture(
-    rgb: torch.Tensor, channels: int, size: int, view_colour: bool = False
+    rgb: torch.Tensor, channels: int, size: int, base_colour: bool = False
 ) -> torch.Tensor:
     """(1, C, T, T): colour in the first three channels, zeros in the rest (the renderer learns them).
 
-    With ``view_colour`` the first three channels start at zero too: they are a correction added
-    to the view-dependent colour each frame supplies.
+    With ``base_colour`` the first three channels start at zero too: they are a correction added
+    to the colour each frame supplies (:class:`FrameColour`).
     """
-    if view_colour:
+    if base_colour:
         return torch.zeros(1, channels, size, size)
     colour = rgb[None].float()
     if colour.shape[-1] != size:
@@ -769,7 +769,7 @@ def create_video_avatar(
     view_colour = opts.uses_view_colour(len(frames))
     config = opts.renderer_config()
     model = NeuralAvatarModel(
-        initial_neural_texture(rgb_texture, config.texture_channels, opts.texture_size, view_colour=True),
+        initial_neural_texture(rgb_texture, config.texture_channels, opts.texture_size, base_colour=True),
         config,
     )
     state = None
@@ -891,6 +891,7 @@ def _avatar(
     from avatarcli.nets.video_renderer import renderer_record
     from avatarcli.texture.view_dependent import to_avatar_textures
 
+    kept = colour.views if colour is not None else None  # the kept photos, if the base is theirs
     views = []
     for i, name in enumerate(frames.names):
         width, height = frames.source_sizes[i]
@@ -918,12 +919,12 @@ def _avatar(
             "rgb": rgb,
             "known": known.to(torch.uint8) * 255,
             "neural": model.texture.detach()[0].cpu().to(torch.float16),
-            **(to_avatar_textures(colour.views) if colour is not None and colour.views is not None else {}),
+            **(to_avatar_textures(kept) if kept is not None else {}),
         },
         views=views,
         renderer={
             **renderer_record(model.renderer.cpu(), RENDERER_KIND),
-            "colour_base": "photos" if colour is not None and colour.views is not None else "merged",
+            "colour_base": "photos" if kept is not None else "merged",
         },
         provenance={
             "method": "video",
