@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -92,7 +93,7 @@ def test_occlusion_switch_and_options(photos, tmp_path):
         CreateOptions(fill="magic").check()
     with pytest.raises(UserError, match="unknown --method"):
         CreateOptions(method="nerf").check()
-    assert default_output(["x/p.jpg"], "out") == __import__("pathlib").Path("out/p.pt")
+    assert default_output(["x/p.jpg"], "out") == Path("out/p.pt")
     a = create_avatar([photos["front"]], tmp_path / "o.pt", CreateOptions(fit_iters=30, refine_steps=0))
     b = create_avatar(
         [photos["front"]], tmp_path / "n.pt", CreateOptions(fit_iters=30, refine_steps=0, occlusion=False)
@@ -217,7 +218,8 @@ def test_create_video_and_merge_neural(anny_body, tmp_path, capsys):
     # three frames keep no photos: the renderer corrects the merged texture
     assert avatar.renderer["colour_base"] == "merged" and avatar.renderer["config"]["view_colour"] is True
     assert "view_photos" not in avatar.textures
-    assert summary["avatar"] == str(out)
+    assert summary["new_view_psnr"] is None  # no kept photos: no frame to leave out
+    assert summary["avatar"] == str(out) and Path(summary["preview"]).exists()
     assert main(["render", str(out), "-o", str(tmp_path / "v.png"), "--size", "64"]) == 0
     folder = tmp_path / "frames"
     folder.mkdir()

@@ -351,6 +351,10 @@ def test_create_resume_and_animate_end_to_end(anny_body, frame_files, tmp_path):
     # each frame drawn from the other frames' colour (as a new angle would be) scores lower
     assert result.new_view_psnr is not None and 5 < result.new_view_psnr < result.psnr
     assert json.loads(json.dumps(result.as_dict()))["avatar"] == str(out)
+    # the preview: first frame, its redraw, colour texture, front / side / back (3 × 2 tiles)
+    assert result.preview == out.with_name("video_preview.png")
+    sheet = np.asarray(Image.open(result.preview).convert("RGB"))
+    assert sheet.shape[1] > 3 * 256 and sheet.shape[0] > 2 * 256 and sheet.std() > 10
     assert not checkpoint_path(out).exists()  # removed once the avatar is written
 
     avatar = load_avatar(out)

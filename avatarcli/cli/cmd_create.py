@@ -299,7 +299,7 @@ def _run_video(inputs, output: Path, opts, device, json_out: bool) -> None:
         print_json(summary)
         return
     con = console()
-    con.print(f"wrote [bold]{summary['avatar']}[/] in {summary['seconds']:.1f} s")
+    con.print(f"wrote [bold]{summary['avatar']}[/] and {summary['preview']} in {summary['seconds']:.1f} s")
     used, skipped = len(summary["frames_used"]), len(summary["frames_skipped"])
     con.print(
         f"frames: {used} used, {skipped} skipped; re-rendered PSNR {summary['psnr']:.1f} dB,",

@@ -17,8 +17,9 @@ StylePeople §3.2 (and D²G-Net's setting) without pretrained weights:
    (+ LPIPS when installed). A training frame's view colour leaves its own photo out, so the
    renderer learns to correct what a new view gets, not to copy its photo;
 6. avatar file: ``textures["neural"]`` (C, T, T) float16, ``textures["rgb"]``, the kept frames
-   ``textures["view_*"]``, ``renderer`` = ``{"kind": "video_unet", "config", "state_dict"}``;
-   :func:`frame_renderer_for` draws it.
+   ``textures["view_*"]``, ``renderer`` = ``{"kind": "video_unet", "config", "state_dict",
+   "colour_base"}``;
+   :func:`frame_renderer_for` draws it; ``<output>_preview.png`` shows what it draws.
 
 Resumable: the fitted frames and the optimisation state are checkpointed to
 ``<output>.train.pt`` (every ``checkpoint_every`` steps and on Ctrl-C); rerunning the same
@@ -179,6 +180,7 @@ class VideoAvatarOptions:
 @dataclass
 class VideoAvatarResult:
     avatar: Path
+    preview: Path
     frames_used: list[str]
     frames_skipped: list[dict]  # {"frame", "reason"}
     psnr: float  # mean over the used frames, person mask ∩ body render
@@ -199,7 +201,7 @@ class VideoAvatarResult:
 
     def as_dict(self) -> dict:
         d = asdict(self)
-        d["avatar"] = str(self.avatar)
+        d["avatar"], d["preview"] = str(self.avatar), str(self.preview)
         return d
 
 
@@ -818,7 +820,7 @@ def create_video_avatar(
     say("score", 0, 1)
     scores = score_frames(model, body, on_device, every, colour)
     new_views = []
-    if colour is not None:
+    if colour.views is not None:  # each frame without its own photo: what a new angle gets
         new_views = score_frames(model, body, on_device, every, colour, leave_own_out=True)
     avatar = _avatar(
         body, frames, model, rgb_texture, known, opts, frame_hashes, frame_list, state,
@@ -832,9 +834,15 @@ def create_video_avatar(
     else:
         save_state(state)
     timings["save"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    say("preview", 0, 1)
+    preview = write_preview(target.with_name(target.stem + "_preview.png"), avatar, body, on_device, device)
+    say("preview", 1, 1)
+    timings["preview"] = time.perf_counter() - t0
     history = state.history
     return VideoAvatarResult(
         avatar=target,
+        preview=preview,
         frames_used=list(frames.names),
         frames_skipped=skipped,
         psnr=_mean(scores, "psnr", 2),
@@ -851,6 +859,29 @@ def create_video_avatar(
         new_view_psnr=_mean(new_views, "psnr", 2),
         new_view_ssim=_mean(new_views, "ssim", 4),
     )
+
+
+def write_preview(path: Path, avatar, body, frames: FittedFrames, device: torch.device) -> Path:
+    """The first frame, the avatar's redraw of it, its colour texture, and front / side / back in
+    the rest pose — all drawn by the avatar's own renderer, as ``avatar animate`` will."""
+    from avatarcli.pipelines.posing import avatar_rgb_texture
+    from avatarcli.render import framing_camera
+    from avatarcli.render.preview import VIEW_YAWS, save_contact_sheet
+
+    draw = frame_renderer_for(avatar, body, device, (1.0, 1.0, 1.0))
+    with torch.no_grad():
+        redrawn = draw(frames.vertices(body, 0), frames.cameras[0])[0]
+        rest = body.to(device)(shape=frames.shape).vertices
+        turns = draw(
+            rest.expand(len(VIEW_YAWS), -1, -1), framing_camera(rest[0], list(VIEW_YAWS.values()), 256)
+        )
+    tiles = [
+        (f"frame {frames.names[0]}", frames.photos[0][0].cpu()),
+        ("redrawn by the avatar", redrawn),
+        ("colour texture", avatar_rgb_texture(avatar, torch.device("cpu"))[0]),
+        *((f"{name} (rest)", image) for name, image in zip(VIEW_YAWS, turns, strict=True)),
+    ]
+    return save_contact_sheet(path, tiles, tile_size=256, columns=3)
 
 
 def _mean(scores: list[dict[str, float]], key: str, digits: int) -> float | None:
