@@ -5,7 +5,9 @@
 
 Stages: motion parsing (+ retargeting), posing (LBS), rasterising + texturing, encoding (H.264).
 Memory: peak RSS growth while rendering 100 and 1000 frames (streaming: it should not grow).
-Uses an avatar made from the synthetic outfit texture (no photo, no weights needed).
+Uses an avatar made from the synthetic outfit texture (no photo, no weights needed). View-dependent
+colour: the same avatar photographed from 12 directions and kept as photos (what ``avatar merge``
+makes from ≥ 12 photos), a 120-frame turntable drawn with and without floating textures.
 """
 
 from __future__ import annotations
@@ -35,6 +37,45 @@ def _avatar(tmp: Path) -> Path:
         textures={"rgb": (tex.permute(1, 2, 0) * 255).round().to(torch.uint8)},
     )  # fmt: skip
     return save_avatar(avatar, tmp / "bench.pt", overwrite=True)
+
+
+def _view_dependent_avatar(tmp: Path, size: int) -> Path:
+    """The outfit avatar photographed from 12 yaws at ``size`` px, the photos kept in its file."""
+    from avatarcli.avatar_file import load_avatar, save_avatar
+    from avatarcli.body import load_body
+    from avatarcli.render import framing_camera, render_textured
+    from avatarcli.texture.build import TextureView
+    from avatarcli.texture.view_dependent import build_view_photos, to_avatar_textures
+
+    avatar = load_avatar(_avatar(tmp))
+    body = load_body("anny")
+    vertices = body(shape=avatar.shape[None]).vertices
+    texture = (avatar.textures["rgb"].float() / 255).permute(2, 0, 1)[None]
+    views = []
+    for yaw in range(0, 360, 30):
+        camera = framing_camera(vertices, yaw_deg=float(yaw), size=size)
+        with torch.no_grad():
+            photo, cover = render_textured(vertices, body.faces, body.uv, body.uv_faces, texture, camera)
+        views.append(TextureView(vertices, camera, photo, cover[0] > 0.5))
+    avatar.textures.update(to_avatar_textures(build_view_photos(body, views)))
+    return save_avatar(avatar, tmp / "bench_view.pt", overwrite=True)
+
+
+def _view_dependent_turntables(tmp: Path, size: int, device: str) -> dict:
+    """Turntable fps of a view-dependent avatar with and without floating textures."""
+    import avatarcli.texture.view_dependent as view_dependent
+    from avatarcli.pipelines.animate import AnimateOptions, animate
+
+    avatar = _view_dependent_avatar(tmp, size)
+    out = {}
+    for floating in (False, True):
+        view_dependent.FLOATING = floating
+        opts = AnimateOptions(turntable=True, size=size, overwrite=True)
+        r = animate(avatar, tmp / f"view_turn_{floating}.mp4", opts, device=device)
+        out["floating" if floating else "blend"] = {"frames": r.frames, "fps": round(r.frames / r.seconds, 2)}
+    view_dependent.FLOATING = True
+    out["floating_cost"] = round(out["blend"]["fps"] / out["floating"]["fps"], 2)
+    return out
 
 
 def _peak_rss_mb() -> float:
@@ -80,6 +121,7 @@ def run(size: int, device: str, frames_long: int) -> dict:
                 "fps": round(r.frames / r.seconds, 2),
             }
         out["memory"] = memory
+        out["view_dependent"] = _view_dependent_turntables(tmp, size, device)
     return out
 
 
@@ -105,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     for m in result["memory"].values():
         growth = f"peak RSS {m['peak_rss_mb']:.0f} MB (+{m['peak_growth_mb']:.0f})"
         print(f"turntable {m['frames']:5d} frames: {growth}, {m['fps']:.1f} fps")
+    v = result["view_dependent"]
+    print(
+        f"view-dependent turntable ({v['blend']['frames']} frames, 12 kept photos):",
+        f"blend {v['blend']['fps']:.1f} fps, floating textures {v['floating']['fps']:.1f} fps",
+        f"({v['floating_cost']:.2f}× the time)",
+    )
     return 0
 
 
