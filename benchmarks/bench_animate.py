@@ -43,6 +43,7 @@ def _view_dependent_avatar(tmp: Path, size: int) -> Path:
     """The outfit avatar photographed from 12 yaws at ``size`` px, the photos kept in its file."""
     from avatarcli.avatar_file import load_avatar, save_avatar
     from avatarcli.body import load_body
+    from avatarcli.pipelines.posing import avatar_rgb_texture
     from avatarcli.render import framing_camera, render_textured
     from avatarcli.texture.build import TextureView
     from avatarcli.texture.view_dependent import build_view_photos, to_avatar_textures
@@ -50,7 +51,7 @@ def _view_dependent_avatar(tmp: Path, size: int) -> Path:
     avatar = load_avatar(_avatar(tmp))
     body = load_body("anny")
     vertices = body(shape=avatar.shape[None]).vertices
-    texture = (avatar.textures["rgb"].float() / 255).permute(2, 0, 1)[None]
+    texture = avatar_rgb_texture(avatar, torch.device("cpu"))
     views = []
     for yaw in range(0, 360, 30):
         camera = framing_camera(vertices, yaw_deg=float(yaw), size=size)

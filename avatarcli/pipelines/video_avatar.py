@@ -868,10 +868,11 @@ def write_preview(path: Path, avatar, body, frames: FittedFrames, device: torch.
     from avatarcli.render import framing_camera
     from avatarcli.render.preview import VIEW_YAWS, save_contact_sheet
 
+    body = body.to(device)
     draw = frame_renderer_for(avatar, body, device, (1.0, 1.0, 1.0))
     with torch.no_grad():
         redrawn = draw(frames.vertices(body, 0), frames.cameras[0])[0]
-        rest = body.to(device)(shape=frames.shape).vertices
+        rest = body(shape=frames.shape).vertices
         turns = draw(
             rest.expand(len(VIEW_YAWS), -1, -1), framing_camera(rest[0], list(VIEW_YAWS.values()), 256)
         )
