@@ -18,9 +18,13 @@ merged texture / the view colour whatever the frame count):
   ``--quick``: folds 0 and 4 (front and back) at 256 px.
 
 Clothing offsets (on by default, as in ``avatar create --video``) are fitted to the training
-frames' masks only, per split. Both avatars share one body fit over all frames (held-out frames
-included: the pose of the frame to render is given, as in novel-view evaluation; iPER's frames
-are fitted as one video, with the temporal term, octopus's as unordered views). Scores:
+frames' masks only, per split. iPER's frames, one video, also get the photometric pose
+refinement of ``avatar create --video``: the training frames against their neighbours in time;
+each held-out frame then takes the mean correction of its two training neighbours (its own colour
+is never read; the octopus views, not a video, are not refined). Both avatars share one body
+fit over all frames (held-out frames included: the pose of the frame to render is given, as in
+novel-view evaluation; iPER's frames are fitted as one video, with the temporal term, octopus's
+as unordered views). Scores:
 PSNR/SSIM inside (person mask ∩ body render), the photo elsewhere (as ``avatar create``
 reports), the IoU of the avatar's silhouette (body render for RGB, renderer alpha > 0.5 for
 neural) with the person mask, and PSNR/SSIM of the whole person on black over the bounding box
@@ -148,17 +152,26 @@ def neural_run(body, frames, built, colour, train, test, opts) -> tuple[list[dic
     )
 
 
-def evaluate_split(name, body, frames, train, test, opts, variants) -> dict:
+def evaluate_split(name, body, frames, train, test, opts, variants, times=None) -> dict:
+    """``times`` (one per frame) when the frames are one video: their poses are then refined
+    photometrically, the training frames against each other, and each test frame borrows the
+    correction of its training neighbours in time (its own photo is never read)."""
     from avatarcli.pipelines.video_avatar import (
         clothe_frames,
         frame_colour_for_frames,
+        refine_frames,
         rgb_texture_for_frames,
     )
 
-    clothing = None
+    clothing = refinement = None
     if opts.clothing:  # offsets from the training frames' masks only
         log(f"{name}: clothing offsets from {len(train)} frames")
         body, clothing = clothe_frames(body, frames, opts.seed, indices=train)
+    if times is not None and opts.photometric_steps > 0:
+        log(f"{name}: photometric pose refinement of {len(train)} frames")
+        frames, refinement = refine_frames(
+            body, frames, times, opts.photometric_steps, indices=train, borrowers=test
+        )
     log(f"{name}: RGB texture from {len(train)} frames")
     t0 = time.perf_counter()
     built = rgb_texture_for_frames(body, frames, train, opts)
@@ -183,6 +196,8 @@ def evaluate_split(name, body, frames, train, test, opts, variants) -> dict:
     }
     if clothing is not None:
         row["clothing"] = clothing
+    if refinement is not None:
+        row["pose_refinement"] = refinement
     for label, variant in variants:
         log(f"{name}: training {label} ({variant.steps} steps)")
         scores, seconds, losses = neural_run(body, frames, built, colour, train, test, variant)
@@ -211,7 +226,8 @@ def eval_iper(body, opts, variants, quick: bool, tmp: Path) -> list[dict]:
     index = {name: k for k, name in enumerate(kept)}
     train = [index[f"iper_{i:03d}.png"] for i in wanted if i % step == 0 and f"iper_{i:03d}.png" in index]
     test = [index[f"iper_{i:03d}.png"] for i in wanted if i % step == 1 and f"iper_{i:03d}.png" in index]
-    row = evaluate_split("iPER turn: even → odd", body, frames, train, test, opts, variants)
+    times = [int(name[len("iper_") : -len(".png")]) for name in kept]
+    row = evaluate_split("iPER turn: even → odd", body, frames, train, test, opts, variants, times)
     row["fit_seconds"] = round(fit_seconds, 1)
     row["skipped"] = skipped
     return [row]

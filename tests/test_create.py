@@ -209,12 +209,17 @@ def test_create_video_and_merge_neural(anny_body, tmp_path, capsys):
         "2",
         "--max-frames",
         "3",
+        "--photometric-steps",
+        "2",
         "--json",
     ]
     assert main(args) == 0, capsys.readouterr().err
     summary = json.loads(capsys.readouterr().out)
     avatar = load_avatar(out)
     assert avatar.renderer["kind"] == "video_unet" and avatar.provenance["method"] == "video"
+    refinement = avatar.provenance["pose_refinement"]  # a video's frames: poses refined photometrically
+    assert refinement["frames"] == 3 and refinement["settings"]["steps"] == 2
+    assert avatar.provenance["params"]["photometric_steps"] == 2
     # three frames keep no photos: the renderer corrects the merged texture
     assert avatar.renderer["colour_base"] == "merged" and avatar.renderer["config"]["view_colour"] is True
     assert "view_photos" not in avatar.textures
@@ -227,10 +232,15 @@ def test_create_video_and_merge_neural(anny_body, tmp_path, capsys):
         Image.fromarray(f).save(folder / f"{i}.png")
     out2 = tmp_path / "m.pt"
     assert main(["merge", str(folder), "--neural", "-o", str(out2), "--train-steps", "2"]) == 0
-    assert load_avatar(out2).renderer["kind"] == "video_unet"
+    merged = load_avatar(out2)
+    assert merged.renderer["kind"] == "video_unet"
+    assert "pose_refinement" not in merged.provenance  # a list of photos is not one video
     assert main(["create", "--video", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "x.pt")]) == 2
     negative = ["create", "--video", str(tmp_path / "missing.mp4"), "--temporal-smoothness", "-1"]
     assert main(negative) == 2  # checked before the missing file
+    negative = ["create", "--video", str(tmp_path / "missing.mp4"), "--photometric-steps", "-1"]
+    assert main(negative) == 2
+    assert "--photometric-steps must be ≥ 0" in capsys.readouterr().err
 
 
 def test_ctrl_c_mid_batch_keeps_finished_avatars(photos, tmp_path, monkeypatch):

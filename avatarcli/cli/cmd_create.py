@@ -126,6 +126,12 @@ def register(app: typer.Typer) -> None:
             "--temporal-smoothness",
             help="--video: how strongly neighbouring frames' fits agree (0 = off).",
         ),
+        photometric_steps: int = typer.Option(
+            50,
+            "--photometric-steps",
+            help="--video: steps refining each frame's pose so its photo agrees with its "
+            "neighbours' (0 = off).",
+        ),
         mask: Path = typer.Option(None, "--mask", help="Person mask image (one photo only)."),
         keypoints: Path = typer.Option(None, "--keypoints", help="OpenPose JSON (one photo only)."),
         fit: list[Path] = typer.Option(None, "--fit", help="Reuse a fit file from avatar fit."),
@@ -166,7 +172,7 @@ def register(app: typer.Typer) -> None:
                 every=every, max_frames=max_frames, steps=train_steps, pose_channels=pose_channels,
                 body=body, smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed,
                 overwrite=overwrite, temporal_smoothness=temporal_smoothness,
-                clothing=True if clothing is None else clothing,
+                photometric_steps=photometric_steps, clothing=True if clothing is None else clothing,
                 view_colour=_view_colour(view_dependent),
             )  # fmt: skip
             _run_video(video, output, vopts, device, json_out)

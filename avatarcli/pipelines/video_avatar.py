@@ -36,7 +36,7 @@ import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +80,12 @@ class VideoAvatarOptions:
     #: neural 18.0 → 19.5; octopus RGB 24.2 → 24.7, neural 24.3 → 24.6; silhouette IoU 0.82–0.87 →
     #: 0.91. Inside (mask ∩ body) the covered region grows into the hard outline: −0.2 to −0.9 dB.
     clothing: bool = True
+    #: frames of one video: steps of the photometric pose refinement (each frame's pose moved so its
+    #: photo agrees with its neighbours', :mod:`avatarcli.fitting.photometric`; 0 = off). Not for
+    #: image lists: views far apart (octopus, 45°) disagree in colour and it made them worse.
+    #: iPER, odd frames held out (their poses borrow their neighbours' corrections): view colour
+    #: 22.57 → 22.78 dB, SSIM 0.705 → 0.715, person on black 20.38 → 20.86
+    photometric_steps: int = 50
     texture_size: int = 256
     texture_channels: int = 8
     renderer_width: int = 24
@@ -133,6 +139,8 @@ class VideoAvatarOptions:
             raise UserError(f"the correction weight must be ≥ 0, not {self.correction_weight}")
         if not (self.temporal_smoothness >= 0 and math.isfinite(self.temporal_smoothness)):
             raise UserError(f"--temporal-smoothness must be ≥ 0, not {self.temporal_smoothness}")
+        if self.photometric_steps < 0:
+            raise UserError(f"--photometric-steps must be ≥ 0, not {self.photometric_steps}")
 
     def train_settings(self):
         from avatarcli.pipelines.video_training import TrainSettings
@@ -384,6 +392,49 @@ def clothe_frames(body, frames: FittedFrames, seed: int = 0, say: ProgressFn | N
     )
 
 
+def refine_frames(
+    body,
+    frames: FittedFrames,
+    times: Sequence[float],
+    steps: int,
+    say: ProgressFn | None = None,
+    indices: Sequence[int] | None = None,
+    borrowers: Sequence[int] = (),
+) -> tuple[FittedFrames, dict]:
+    """``frames`` of one video (``times`` per frame) with their poses refined photometrically
+    against their neighbours in time (:mod:`avatarcli.fitting.photometric`), and the provenance
+    report. ``indices`` (all by default) are refined; each of ``borrowers`` — frames whose photos
+    may not be used — takes the mean correction of its nearest refined frames in time."""
+    from avatarcli.fitting.photometric import (
+        PhotometricSettings,
+        borrow_corrections,
+        refine_poses,
+        time_neighbours,
+    )
+
+    report = say or (lambda *_: None)
+    chosen = list(range(len(frames))) if indices is None else list(indices)
+    d_pose, d_transl, record = refine_poses(
+        body,
+        frames.shape,
+        frames.poses,
+        frames.transl,
+        frames.cameras,
+        frames.photos,
+        frames.masks,
+        time_neighbours(times, chosen, chosen),
+        PhotometricSettings(steps=steps),
+        lambda done, total: report("pose refinement", done, total),
+    )
+    d_pose, d_transl = borrow_corrections(d_pose, d_transl, time_neighbours(times, chosen, borrowers))
+    refined = replace(
+        frames,
+        poses=frames.poses + d_pose.to(frames.poses),
+        transl=frames.transl + d_transl.to(frames.transl),
+    )
+    return refined, record
+
+
 def rgb_texture_for_frames(
     body, frames: FittedFrames, indices: Sequence[int], opts: VideoAvatarOptions, say=None
 ):
@@ -529,8 +580,6 @@ def frame_targets(
     20.94 / 0.604 on both; all 27 even → 25 odd frames: 22.17 / 0.667 → 22.24 / 0.671. With the
     merged texture as the colour (no kept photos) each frame is a target once.
     """
-    from dataclasses import replace
-
     from avatarcli.pipelines.video_training import FrameTarget, person_window, rasterize_frame
 
     targets, with_own = [], []
@@ -703,7 +752,7 @@ def create_video_avatar(
         key = _checkpoint_key(hashes, opts, perceptual_name(lpips))
         ckpt = _load_checkpoint(ckpt_file, key, warnings)
 
-        clothing_report = None
+        clothing_report = photometric_report = None
         if ckpt is not None:
             frames = FittedFrames.from_record(ckpt["frames"])
             skipped = list(ckpt["skipped"])
@@ -713,6 +762,7 @@ def create_video_avatar(
 
                 body = ClothedBody(body, ckpt["clothing_offsets"])
                 clothing_report = ckpt.get("clothing_report")
+            photometric_report = ckpt.get("photometric_report")
         else:
             t0 = time.perf_counter()
             perceptions, skipped = perceive_frames(frame_list.paths, masks, say)
@@ -738,6 +788,10 @@ def create_video_avatar(
                 t0 = time.perf_counter()
                 body, clothing_report = clothe_frames(body, frames, opts.seed, say)
                 timings["clothing"] = time.perf_counter() - t0
+            if times is not None and opts.photometric_steps > 0 and len(frames) > 1:
+                t0 = time.perf_counter()
+                frames, photometric_report = refine_frames(body, frames, times, opts.photometric_steps, say)
+                timings["pose_refinement"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             from avatarcli.pipelines.video_frames import subsample
 
@@ -762,6 +816,7 @@ def create_video_avatar(
         "known": known.to(torch.uint8),
         "clothing_offsets": getattr(body, "offsets", None),
         "clothing_report": clothing_report,
+        "photometric_report": photometric_report,
     }
     if ckpt is None:
         _save_checkpoint(ckpt_file, base)  # fitting is the slow part: never redo it
@@ -824,7 +879,7 @@ def create_video_avatar(
         new_views = score_frames(model, body, on_device, every, colour, leave_own_out=True)
     avatar = _avatar(
         body, frames, model, rgb_texture, known, opts, frame_hashes, frame_list, state,
-        perceptual_name(lpips), clothing_report, colour,
+        perceptual_name(lpips), clothing_report, colour, photometric_report,
     )  # fmt: skip
     from avatarcli.avatar_file import save_avatar
 
@@ -917,7 +972,7 @@ def _to_cpu(value):
 
 def _avatar(
     body, frames: FittedFrames, model, rgb_texture, known, opts, hashes, frame_list, state, perceptual,
-    clothing_report=None, colour: FrameColour | None = None,
+    clothing_report=None, colour: FrameColour | None = None, photometric_report=None,
 ):  # fmt: skip
     from avatarcli.avatar_file import Avatar
     from avatarcli.nets.video_renderer import renderer_record
@@ -969,6 +1024,7 @@ def _avatar(
             "perceptual": perceptual,
             "fit_quality": json.loads(json.dumps(frames.quality, default=_json_default)),
             **({"clothing": clothing_report} if clothing_report is not None else {}),
+            **({"pose_refinement": photometric_report} if photometric_report is not None else {}),
         },
         clothing_offsets=body.offsets.cpu() if clothing_report is not None else None,
     )
