@@ -179,6 +179,24 @@ def test_gradients_reach_vertices_through_barycentrics():
     assert float(verts.grad[:, 2].sum()) < 0
 
 
+def test_fragments_for_known_faces_match_a_full_rasterisation():
+    """The z-buffer pass done once without gradients, the barycentrics redone with them."""
+    from avatarcli.render.rasterizer import fragments_for_faces
+
+    verts, faces = icosphere(2)
+    cam = Camera.look_at((0, 0, 2), (0, 0, 0), focal_px=60, size=48)
+    full = rasterize(verts, faces, cam, cull_backfaces=True)
+    with torch.no_grad():
+        ids = rasterize(verts + 0.0, faces, cam, cull_backfaces=True).face_index
+    moving = verts.clone().requires_grad_(True)
+    again = fragments_for_faces(moving, faces, cam, ids)
+    assert torch.equal(again.face_index, full.face_index) and torch.equal(again.mask, full.mask)
+    torch.testing.assert_close(again.bary, full.bary, atol=0, rtol=0)
+    torch.testing.assert_close(again.depth, full.depth, atol=0, rtol=0)
+    again.depth.sum().backward()
+    assert float(moving.grad.abs().sum()) > 0
+
+
 def test_batch_renders_each_mesh_with_its_own_camera():
     verts, faces = icosphere(2)
     batch = torch.stack([verts, verts + torch.tensor([0.3, 0, 0])])

@@ -37,7 +37,7 @@ class PhotometricSettings:
 
     Chosen on the iPER turn's training frames alone (every 4th frame refined, the frames between
     them scored with borrowed corrections; the odd frames never used): their view colour 21.05 →
-    21.35 dB, SSIM 0.632 → 0.644, person on black 20.15 → 20.17 (see docs/ARCHITECTURE.md).
+    21.37 dB, SSIM 0.632 → 0.644, person on black 20.15 → 20.17 (see docs/ARCHITECTURE.md).
     """
 
     steps: int = 50
@@ -99,19 +99,15 @@ def _prepare(camera: Camera, photo: torch.Tensor, mask: torch.Tensor, side: int)
 
 
 def _pair_loss(
-    own: _Frame, vertices: torch.Tensor, other: _Frame, other_vertices: torch.Tensor,
-    other_depth: torch.Tensor, faces: torch.Tensor, depth_tolerance: float,
+    own: _Frame, fragments, other: _Frame, other_vertices: torch.Tensor, other_depth: torch.Tensor,
+    faces: torch.Tensor, depth_tolerance: float,
 ) -> torch.Tensor:  # fmt: skip
-    """Mean L1 (per channel) between ``own``'s pixels and the same body points read in
-    ``other``'s photo (whose body's depth map, (1, 1, h, w) at any size, says what it saw); 0
-    when they share no visible point."""
-    from avatarcli.render import rasterize
-
-    camera = own.small_camera
-    fragments = rasterize(vertices, faces, camera, cull_backfaces=True)
+    """Mean L1 (per channel) between ``own``'s pixels (``fragments``: its body rasterised
+    through its small camera) and the same body points read in ``other``'s photo (whose body's
+    depth map, (1, 1, h, w) at any size, says what it saw); 0 when they share no visible point."""
     pixels, _, face = fragments.foreground()
     if pixels.numel() == 0:
-        return vertices.sum() * 0.0
+        return other_vertices.sum() * 0.0
     bary = fragments.bary.reshape(-1, 3)[pixels]
     points = (bary[:, :, None] * other_vertices[0][faces[face]]).sum(1)
     xy, z = other.camera.project(points[None])
@@ -122,7 +118,7 @@ def _pair_loss(
         ok = (depth > 0) & ((depth - z[0]).abs() < depth_tolerance)
         ok &= F.grid_sample(other.readable, grid, align_corners=False)[0, 0, 0] > 0.5
         ok &= own.small_mask.reshape(-1)[pixels] > 0.5
-        ok = ok.to(vertices.dtype)
+        ok = ok.to(other_vertices.dtype)
     read = F.grid_sample(other.photo, grid, align_corners=False)[0, :, 0]
     mine = own.small_photo.reshape(3, -1)[:, pixels]
     return ((read - mine).abs().mean(0) * ok).sum() / ok.sum().clamp_min(1.0)
@@ -148,6 +144,7 @@ def refine_poses(
     """
     from avatarcli.fitting.losses import dice_loss
     from avatarcli.render import rasterize
+    from avatarcli.render.rasterizer import fragments_for_faces
 
     s = settings or PhotometricSettings()
     n = poses.shape[0]
@@ -186,17 +183,18 @@ def refine_poses(
         # the frames' terms backpropagate to the posed vertices one frame at a time (each graph
         # freed after its backward), then once through the body to the corrections
         vertices = posed.detach().requires_grad_(True)
-        with torch.no_grad():  # what each body sees now, for the visibility tests
-            depths = {
-                k: rasterize(vertices[u], faces, prepared[k].small_camera, cull_backfaces=True).depth[:, None]
+        with torch.no_grad():  # the z-buffer pass once per frame: its faces and what it sees
+            seen = {
+                k: rasterize(vertices[u], faces, prepared[k].small_camera, cull_backfaces=True)
                 for k, u in slot.items()
             }
         for i in refined:
             mine, own = vertices[slot[i] : slot[i] + 1], prepared[i]
+            fragments = fragments_for_faces(mine, faces, own.small_camera, seen[i].face_index)
             loss = s.silhouette_weight * dice_loss(mine, faces, own.small_camera, own.small_mask)
             for j in neighbours[i]:
-                theirs = vertices[slot[j] : slot[j] + 1]
-                term = _pair_loss(own, mine, prepared[j], theirs, depths[j], faces, s.depth_tolerance)
+                theirs, depth = vertices[slot[j] : slot[j] + 1], seen[j].depth[:, None]
+                term = _pair_loss(own, fragments, prepared[j], theirs, depth, faces, s.depth_tolerance)
                 loss = loss + s.photo_weight * term / len(neighbours[i])
             loss.backward()
             total += float(loss.detach())

@@ -145,6 +145,20 @@ def rasterize_screen(
     return Fragments(face_index=face_index, bary=bary, depth=depth, mask=face_index >= 0)
 
 
+def fragments_for_faces(
+    vertices: torch.Tensor, faces: torch.Tensor, camera: Camera, face_index: torch.Tensor
+) -> Fragments:
+    """:func:`rasterize`'s result for a per-pixel ``face_index`` (B, H, W) found earlier (say,
+    without gradients, for several uses): only the differentiable barycentrics and depth are
+    computed, which is a small share of a rasterisation's cost."""
+    vertices, faces = check_mesh(vertices, faces)
+    vertices = broadcast_to_cameras(vertices, camera)
+    camera = camera.expand(vertices.shape[0]).to(vertices.device)
+    xy, z = camera.project(vertices)
+    bary, depth = _barycentrics(xy, z, faces, face_index)
+    return Fragments(face_index=face_index, bary=bary, depth=depth, mask=face_index >= 0)
+
+
 def visible_faces(
     xy: torch.Tensor,
     z: torch.Tensor,
