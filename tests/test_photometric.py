@@ -19,12 +19,7 @@ from avatarcli.pipelines.video_avatar import FittedFrames, VideoAvatarOptions, r
 YAWS = (-8.0, 0.0, 8.0)  # three frames of a slow turn
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -34,13 +34,7 @@ from avatarcli.nets.sp_checkpoint import (
 )
 from avatarcli.nets.sp_encoder import SPEncoder, SPEncoderConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randomise(net: torch.nn.Module, seed: int) -> torch.nn.Module:

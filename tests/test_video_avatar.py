@@ -44,13 +44,7 @@ YAWS = (0.0, 120.0, 240.0, 60.0)  # three to train on, the last held out
 TINY = VideoRendererConfig(texture_channels=6, width=8, depth=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny convolutions on a shared 2-core machine run several times faster on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
