@@ -46,13 +46,18 @@ def test_time_neighbours_are_the_nearest_before_and_after():
     assert time_neighbours([5.0, 1.0, 3.0], [0, 1, 2], [2]) == {2: [1, 0]}  # by time, not index
 
 
-def test_borrowed_corrections_are_the_lenders_mean():
-    d_pose, d_transl = torch.zeros(4, 55, 3), torch.zeros(4, 3)
+def test_borrowed_corrections_interpolate_the_lenders_in_time():
+    d_pose, d_transl = torch.zeros(5, 55, 3), torch.zeros(5, 3)
     d_pose[0], d_pose[2] = 1.0, 3.0
     d_transl[0], d_transl[2] = -1.0, 1.0
-    pose, transl = borrow_corrections(d_pose, d_transl, {1: [0, 2], 3: []})
+    times = [0.0, 1.0, 2.0, 3.0, 0.5]
+    pose, transl = borrow_corrections(d_pose, d_transl, times, {1: [0, 2], 3: [], 4: [0, 2]})
     assert torch.equal(pose[1], torch.full((55, 3), 2.0)) and torch.equal(transl[1], torch.zeros(3))
+    assert torch.allclose(pose[4], torch.full((55, 3), 1.5))  # a quarter of the way: 3/4 of frame 0's
+    assert torch.allclose(transl[4], torch.full((3,), -0.5))
     assert torch.equal(pose[3], d_pose[3]) and float(d_pose[1].abs().sum()) == 0  # inputs untouched
+    pose, _ = borrow_corrections(d_pose, d_transl, [0.0, 9.0, 2.0], {1: [0, 2]})  # after both: mean
+    assert torch.equal(pose[1], torch.full((55, 3), 2.0))
 
 
 def test_nothing_to_refine_gives_zero_corrections(anny_body, frames):

@@ -14,8 +14,8 @@ blurred as the view colour reads them, the validation split below scored 21.28 i
 dB.
 
 The corrections are largely shared by neighbouring frames (a fit's bias drifts slowly along a
-turn), so a frame whose photo may not be used — one held out for scoring — borrows the mean
-correction of its neighbours (:func:`borrow_corrections`) rather than keep its raw fit, which
+turn), so a frame whose photo may not be used — one held out for scoring — borrows the
+correction of its neighbours in time (:func:`borrow_corrections`) rather than keep its raw fit, which
 would sit off the avatar's refined frames. Only for frames of one video: views far apart (the
 octopus's 45°) change colour too much between neighbours, and there it made things worse.
 """
@@ -217,13 +217,23 @@ def refine_poses(
 
 
 def borrow_corrections(
-    d_pose: torch.Tensor, d_transl: torch.Tensor, lenders: Mapping[int, Sequence[int]]
+    d_pose: torch.Tensor,
+    d_transl: torch.Tensor,
+    times: Sequence[float],
+    lenders: Mapping[int, Sequence[int]],
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Copies of the corrections where each key of ``lenders`` gets the mean of its lenders'
-    (a frame whose photo was not used: it joins the refined frames' common placement)."""
+    """Copies of the corrections where each key of ``lenders`` (a frame whose photo was not used)
+    gets its lenders' corrections — for a frame between two of them, interpolated linearly in
+    ``times``; otherwise their mean — so it joins the refined frames' common placement."""
     d_pose, d_transl = d_pose.clone(), d_transl.clone()
     for i, frames in lenders.items():
-        if frames:
-            d_pose[i] = d_pose[list(frames)].mean(0)
-            d_transl[i] = d_transl[list(frames)].mean(0)
+        if not frames:
+            continue
+        weights = [1.0 / len(frames)] * len(frames)
+        spans = [times[k] for k in frames]
+        if len(frames) == 2 and spans[0] < spans[1] and spans[0] <= times[i] <= spans[1]:
+            share = (spans[1] - times[i]) / (spans[1] - spans[0])  # of the earlier lender
+            weights = [share, 1.0 - share]
+        d_pose[i] = sum(w * d_pose[k] for w, k in zip(weights, frames, strict=True))
+        d_transl[i] = sum(w * d_transl[k] for w, k in zip(weights, frames, strict=True))
     return d_pose, d_transl

@@ -404,7 +404,8 @@ def refine_frames(
     """``frames`` of one video (``times`` per frame) with their poses refined photometrically
     against their neighbours in time (:mod:`avatarcli.fitting.photometric`), and the provenance
     report. ``indices`` (all by default) are refined; each of ``borrowers`` — frames whose photos
-    may not be used — takes the mean correction of its nearest refined frames in time."""
+    may not be used — takes the correction of the refined frames before and after it in time,
+    interpolated linearly."""
     from avatarcli.fitting.photometric import (
         PhotometricSettings,
         borrow_corrections,
@@ -426,7 +427,7 @@ def refine_frames(
         PhotometricSettings(steps=steps),
         lambda done, total: report("pose refinement", done, total),
     )
-    d_pose, d_transl = borrow_corrections(d_pose, d_transl, time_neighbours(times, chosen, borrowers))
+    d_pose, d_transl = borrow_corrections(d_pose, d_transl, times, time_neighbours(times, chosen, borrowers))
     refined = replace(
         frames,
         poses=frames.poses + d_pose.to(frames.poses),
