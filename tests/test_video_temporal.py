@@ -69,11 +69,13 @@ def test_a_video_is_fitted_at_its_source_frame_indices(tmp_path, monkeypatch):
 
 
 def test_create_video_uses_the_library_default_temporal_weight(tmp_path, monkeypatch):
-    """The CLI's --temporal-smoothness default is the measured one in VideoAvatarOptions."""
+    """The CLI's --temporal-smoothness and --photometric-steps defaults are the measured ones in
+    VideoAvatarOptions."""
     from avatarcli.cli import cmd_create
     from avatarcli.cli.main import main
 
     seen = {}
     monkeypatch.setattr(cmd_create, "_run_video", lambda inputs, output, opts, *_: seen.update(opts=opts))
     assert main(["create", "--video", str(tmp_path / "clip.mp4"), "-o", str(tmp_path / "a.pt")]) == 0
-    assert seen["opts"].temporal_smoothness == VideoAvatarOptions().temporal_smoothness == 10.0
+    assert seen["opts"].temporal_smoothness == VideoAvatarOptions().temporal_smoothness == 30.0
+    assert seen["opts"].photometric_steps == VideoAvatarOptions().photometric_steps == 50

@@ -122,7 +122,7 @@ def register(app: typer.Typer) -> None:
             "none", "--pose-channels", help="--video: none or normals (D²G-Net)."
         ),
         temporal_smoothness: float = typer.Option(
-            10.0,
+            30.0,
             "--temporal-smoothness",
             help="--video: how strongly neighbouring frames' fits agree (0 = off).",
         ),
