@@ -110,3 +110,26 @@ def test_python_api_is_lazy_and_mirrors_the_cli():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["create_avatar", "animate", "render_still", "fit_photos"]
+
+
+def test_global_options_may_follow_the_command(tmp_path, monkeypatch):
+    """``avatar create x --seed 7 -q`` works as ``avatar --seed 7 -q create x`` (users write both)."""
+    from avatarcli.cli import cmd_create
+    from avatarcli.cli.app import state
+    from avatarcli.cli.main import hoist_global_options
+
+    assert hoist_global_options(["create", "a.jpg", "--seed", "7", "-o", "x", "-q"]) == [
+        "--seed", "7", "-q", "create", "a.jpg", "-o", "x",
+    ]  # fmt: skip
+    assert hoist_global_options(["--device", "cpu", "merge", "--seed=3", "b"]) == [
+        "--device", "cpu", "--seed=3", "merge", "b",
+    ]  # fmt: skip
+    assert hoist_global_options(["render", "--", "--seed", "1"]) == ["render", "--", "--seed", "1"]
+    seen = {}
+    monkeypatch.setattr(cmd_create, "_run_video", lambda inputs, output, opts, *_: seen.update(opts=opts))
+    video = str(tmp_path / "clip.mp4")
+    try:
+        assert main(["create", "--video", video, "-o", str(tmp_path / "a.pt"), "--seed", "7", "-q"]) == 0
+        assert seen["opts"].seed == 7 and state.quiet
+    finally:
+        state.seed, state.quiet = 0, False

@@ -16,6 +16,42 @@ def _print_error(message: str) -> None:
     Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {escape(message)}")
 
 
+#: options of the ``avatar`` group (:mod:`avatarcli.cli.app`) that users also write after the
+#: command; no command has an option of these names
+_GLOBAL_WITH_VALUE = ("--seed", "--device")
+_GLOBAL_FLAGS = ("-v", "--verbose", "-q", "--quiet")
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """``avatar create x.jpg --seed 3`` means ``avatar --seed 3 create x.jpg``: global options
+    written after the command move in front of it (nothing after a ``--`` moves)."""
+    head: list[str] = []
+    i = 0
+    while i < len(args) and args[i].startswith("-"):  # options before the command stay put
+        head.append(args[i])
+        takes_value = args[i] in _GLOBAL_WITH_VALUE
+        i += 1
+        if takes_value and i < len(args):
+            head.append(args[i])
+            i += 1
+    hoisted, tail = [], []
+    while i < len(args):
+        token = args[i]
+        if token == "--":
+            tail.extend(args[i:])
+            break
+        if token in _GLOBAL_WITH_VALUE and i + 1 < len(args):
+            hoisted.extend(args[i : i + 2])
+            i += 2
+            continue
+        if token in _GLOBAL_FLAGS or token.startswith(tuple(f"{o}=" for o in _GLOBAL_WITH_VALUE)):
+            hoisted.append(token)
+        else:
+            tail.append(token)
+        i += 1
+    return head + hoisted + tail
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``avatar``; returns (and, as a console script, exits with) the exit code."""
     import typer
@@ -29,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from avatarcli.errors import UserError
 
     command = typer.main.get_command(app)
-    args = list(sys.argv[1:] if argv is None else argv)
+    args = hoist_global_options(list(sys.argv[1:] if argv is None else argv))
     try:
         result = command.main(args=args, prog_name="avatar", standalone_mode=False)
         code = result if isinstance(result, int) else 0
