@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from true_fits import true_fits  # shared test helper
 
 from avatarcli.errors import UserError
 from avatarcli.fitting.photometric import (
@@ -26,16 +27,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def frames(anny_body) -> FittedFrames:
     """Ground-truth 'fits' of three synthetic frames (exact poses, cameras and masks)."""
     people = [synthetic_person(anny_body, size=(128, 192), texture_size=128, yaw_deg=y) for y in YAWS]
-    return FittedFrames(
-        names=[f"f{k}.png" for k in range(len(people))],
-        shape=people[0].shape[None],
-        poses=torch.stack([p.pose for p in people]),
-        transl=torch.zeros(len(people), 3),
-        cameras=[p.camera for p in people],
-        photos=[torch.from_numpy(p.image).permute(2, 0, 1)[None].float() / 255.0 for p in people],
-        masks=[torch.from_numpy(p.mask)[None].float() / 255.0 for p in people],
-        source_sizes=[(128, 192)] * len(people),
-    )
+    return true_fits(people, [f"f{k}.png" for k in range(len(people))])
 
 
 def test_time_neighbours_are_the_nearest_before_and_after():

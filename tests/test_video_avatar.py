@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from true_fits import true_fits  # shared test helper
 
 from avatarcli.avatar_file import load_avatar
 from avatarcli.errors import InputFileError, UserError
@@ -55,16 +56,7 @@ def people(anny_body):
 @pytest.fixture(scope="module")
 def frames(people) -> FittedFrames:
     """Ground-truth 'fits' of the synthetic turnaround (perfect poses, cameras and masks)."""
-    return FittedFrames(
-        names=[f"yaw{int(y)}.png" for y in YAWS],
-        shape=people[0].shape[None],
-        poses=torch.stack([p.pose for p in people]),
-        transl=torch.zeros(len(people), 3),
-        cameras=[p.camera for p in people],
-        photos=[torch.from_numpy(p.image).permute(2, 0, 1)[None].float() / 255.0 for p in people],
-        masks=[torch.from_numpy(p.mask)[None].float() / 255.0 for p in people],
-        source_sizes=[(96, 128)] * len(people),
-    )
+    return true_fits(people, [f"yaw{int(y)}.png" for y in YAWS])
 
 
 @pytest.fixture(scope="module")
