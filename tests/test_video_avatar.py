@@ -215,6 +215,29 @@ def test_person_window_covers_masks_and_minimum_size():
     assert w >= 16 and h >= 16 and left >= 0 and left + w <= 30
 
 
+def test_scores_inside_the_person_its_box_and_the_whole_frame():
+    """An L-shaped person (250 px) drawn right except a wrong 5×10 band: the error is spread over
+    the person, over its box (400 px) and over the whole frame, so the scores rise in that order;
+    all three agree on a perfect render."""
+    from avatarcli.pipelines.video_avatar import score_render
+
+    torch.manual_seed(0)
+    photo = torch.rand(1, 3, 64, 48)
+    person = torch.zeros(1, 1, 64, 48)
+    person[..., 20:40, 10:20] = 1
+    person[..., 20:25, 20:30] = 1
+    perfect = score_render(photo.clone(), person, person, photo, person)
+    assert perfect["psnr"] > 60 and perfect["psnr_frame"] > 60 and perfect["iou"] == 1.0
+    assert perfect["ssim_frame"] > 0.999 and perfect["ssim_person"] > 0.999
+    wrong = photo.clone()
+    wrong[..., 30:35, 10:20] = 1.0 - wrong[..., 30:35, 10:20]
+    got = score_render(wrong, person, person, photo, person)
+    assert got["psnr"] < got["psnr_person"] < got["psnr_frame"]
+    # the frame's MSE is the person's times its share of the frame (the error lies inside the person)
+    np.testing.assert_allclose(got["psnr_frame"] - got["psnr"], 10 * np.log10(64 * 48 / 250), atol=1e-3)
+    assert got["ssim_frame"] > got["ssim"]
+
+
 def _model(rgb_init, config=TINY) -> NeuralAvatarModel:
     torch.manual_seed(0)
     return NeuralAvatarModel(initial_neural_texture(rgb_init, config.texture_channels, 128), config)
