@@ -7,7 +7,7 @@ Stages: motion parsing (+ retargeting), posing (LBS), rasterising + texturing, e
 Memory: peak RSS growth while rendering 100 and 1000 frames (streaming: it should not grow).
 Uses an avatar made from the synthetic outfit texture (no photo, no weights needed). View-dependent
 colour: the same avatar photographed from 12 directions and kept as photos (what ``avatar merge``
-makes from ≥ 12 photos), a 120-frame turntable drawn with and without floating textures.
+makes from a turn-around), a 120-frame turntable drawn with and without floating textures.
 """
 
 from __future__ import annotations

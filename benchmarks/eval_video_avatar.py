@@ -4,12 +4,12 @@
                                            [--colour-compare] [--ceiling] [--set OPTION=VALUE ...]
 
 Cases (issue #8 items 4–5; target for the neural avatar: held-out PSNR ≥ 26 dB, SSIM ≥ 0.93,
-and better than the RGB avatar). Avatars: ``rgb`` (one merged texture, ``avatar merge``),
-``rgb_view`` (the same plus view-dependent colour drawn from the training frames' photos,
-``avatar merge --view-dependent``), ``neural`` (``avatar merge --neural`` with its defaults: from
-12 frames the renderer corrects the view-dependent colour, below that the merged texture's;
-``--colour-compare`` adds ``neural_merged`` and ``neural_view``, the renderer correcting the
-merged texture / the view colour whatever the frame count):
+and better than the RGB avatar). Avatars: ``rgb`` (one merged texture, ``avatar merge
+--no-view-dependent``), ``rgb_view`` (the same plus view-dependent colour drawn from the training
+frames' photos, ``avatar merge``'s default from 2 photos), ``neural`` (``avatar merge --neural``
+with its defaults: the renderer corrects the view-dependent colour; ``--colour-compare`` adds
+``neural_merged`` and ``neural_view``, the renderer correcting the merged texture / the view
+colour whatever the frame count):
 
 * iPER 360° turn GIF (512², 53 frames, no masks: the person masks are mediapipe's): train on
   the even frames, score the odd ones. ``--quick``: every 4th frame each (0, 4, … / 1, 5, …) at

@@ -77,11 +77,13 @@ def test_merge_two_views_shares_shape(photos, tmp_path):
     result = create_avatar([photos["front"], photos["left"]], out, opts)
     avatar = load_avatar(out)
     assert len(avatar.views) == 2 and len(result.psnr) == 2
+    assert avatar.textures["view_photos"].shape[0] == 2  # two photos: kept for view-dependent colour
     assert avatar.clothing_offsets is not None  # several photos: clothing offsets by default
     # the second view saw texels the first did not
     single = create_avatar([photos["front"]], tmp_path / "s.pt", opts)
     one = load_avatar(single.avatar)
     assert one.clothing_offsets is None  # one photo: the plain body unless --clothing
+    assert "view_photos" not in one.textures  # and no other view to blend with
     assert avatar.textures["filled"].float().mean() > one.textures["filled"].float().mean() + 0.02
     assert avatar.textures["known"].float().mean() > one.textures["known"].float().mean()
 
@@ -220,10 +222,10 @@ def test_create_video_and_merge_neural(anny_body, tmp_path, capsys):
     refinement = avatar.provenance["pose_refinement"]  # a video's frames: poses refined photometrically
     assert refinement["frames"] == 3 and refinement["settings"]["steps"] == 2
     assert avatar.provenance["params"]["photometric_steps"] == 2
-    # three frames keep no photos: the renderer corrects the merged texture
-    assert avatar.renderer["colour_base"] == "merged" and avatar.renderer["config"]["view_colour"] is True
-    assert "view_photos" not in avatar.textures
-    assert summary["new_view_psnr"] is None  # no kept photos: no frame to leave out
+    # from two frames on the photos are kept: the renderer corrects the colour drawn from them
+    assert avatar.renderer["colour_base"] == "photos" and avatar.renderer["config"]["view_colour"] is True
+    assert avatar.textures["view_photos"].shape[0] == 3
+    assert summary["new_view_psnr"] is not None  # each frame also drawn without its own photo
     assert summary["avatar"] == str(out) and Path(summary["preview"]).exists()
     assert main(["render", str(out), "-o", str(tmp_path / "v.png"), "--size", "64"]) == 0
     folder = tmp_path / "frames"
@@ -231,9 +233,12 @@ def test_create_video_and_merge_neural(anny_body, tmp_path, capsys):
     for i, f in enumerate(frames):
         Image.fromarray(f).save(folder / f"{i}.png")
     out2 = tmp_path / "m.pt"
-    assert main(["merge", str(folder), "--neural", "-o", str(out2), "--train-steps", "2"]) == 0
+    args = ["merge", str(folder), "--neural", "--no-view-dependent", "-o", str(out2), "--train-steps", "2"]
+    assert main(args) == 0
     merged = load_avatar(out2)
     assert merged.renderer["kind"] == "video_unet"
+    # told not to keep the photos: the renderer corrects the merged texture
+    assert merged.renderer["colour_base"] == "merged" and "view_photos" not in merged.textures
     assert "pose_refinement" not in merged.provenance  # a list of photos is not one video
     assert main(["create", "--video", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "x.pt")]) == 2
     negative = ["create", "--video", str(tmp_path / "missing.mp4"), "--temporal-smoothness", "-1"]

@@ -253,12 +253,10 @@ def test_merged_avatar_shows_each_view_in_its_own_light(lit_photos, tmp_path, ca
     from avatarcli.pipelines.render_still import render_still
 
     fast = dict(fit_iters=40, refine_steps=4, texture_size=256)
-    plain = create_avatar(lit_photos, tmp_path / "plain.pt", CreateOptions(**fast))
-    assert not any(
-        k.startswith("view_") for k in load_avatar(plain.avatar).textures
-    )  # 3 photos: off by default
+    plain = create_avatar(lit_photos, tmp_path / "plain.pt", CreateOptions(**fast, view_dependent=False))
+    assert not any(k.startswith("view_") for k in load_avatar(plain.avatar).textures)  # told not to
     out = tmp_path / "vd.pt"
-    args = ["merge", *map(str, lit_photos), "-o", str(out), "--view-dependent", "--json"]
+    args = ["merge", *map(str, lit_photos), "-o", str(out), "--json"]  # 3 photos: kept by default
     assert main([*args, "--fit-iters", "40", "--refine-steps", "4", "--texture-size", "256"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["kept_views"] == 3

@@ -99,7 +99,7 @@ def register(app: typer.Typer) -> None:
             "--view-dependent/--no-view-dependent",
             help="Keep the photos in the avatar file (up to 36, cropped to the person) and draw "
             "each new view from the nearest ones; --video/--neural: the renderer corrects that "
-            "colour (default: on from 12 photos or frames, e.g. a turn-around).",
+            "colour (default: on from 2 photos or frames).",
             show_default=False,
         ),
         overwrite=typer.Option(False, "--overwrite", help="Replace existing avatar files."),

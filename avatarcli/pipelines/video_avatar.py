@@ -9,7 +9,7 @@ StylePeople §3.2 (and D²G-Net's setting) without pretrained weights:
 4. RGB texture from the frames with the photo path (:func:`avatarcli.texture.build.build_rgb_texture`);
    it is stored as the RGB fallback, and its per-texel visibility tells which body regions the
    clip never showed. Each rendered frame starts from a base colour (:class:`FrameColour`) that
-   the renderer corrects: with ``view_colour`` (default from 12 frames) the frames' photos are
+   the renderer corrects: with ``view_colour`` (default from 2 frames) the frames' photos are
    kept too (:mod:`avatarcli.texture.view_dependent`) and the base is the body drawn from the
    nearest frames' photos; without it the base is the merged texture;
 5. jointly optimise the neural texture and a small from-scratch renderer
