@@ -5,7 +5,9 @@
 Reports (issue #5 targets in brackets):
   1. input view re-render vs photo inside (person mask ∩ body render), masked photos
      [PSNR ≥ 25 dB, SSIM ≥ 0.90];
-  2. octopus 8 views, leave-one-out: merge 7, render the held-out view [PSNR ≥ 21 dB, all folds];
+  2. octopus 8 views, leave-one-out: merge 7, render the held-out view [PSNR ≥ 21 dB, all folds]
+     with the merged texture (``avatar merge --no-view-dependent``; the kept photos that
+     ``avatar merge`` adds by default are scored as ``rgb_view`` by eval_video_avatar.py);
   3. one-shot back view: texture from the front photo only, render the back photo's view,
      per fill variant [≥ 18 dB]: octopus 0000 → 0004, iPER turn GIF frame 0 → back frame;
      plus two ceilings that peek at the back photo (not methods, bounds): every body part in
