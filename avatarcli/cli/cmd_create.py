@@ -223,7 +223,8 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"no avatar was created ({len(items)} failed); see {output / 'summary.json'}")
 
     @app.command(
-        help="Make ONE avatar from several photos of the same person (shared shape, merged texture)."
+        help="Make ONE avatar from several photos of the same person (one shape and texture; "
+        "new views drawn from the nearest photos)."
     )
     def merge(
         photos: list[Path] = typer.Argument(..., help="Photos (views) of one person, or a folder."),
