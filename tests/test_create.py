@@ -78,6 +78,7 @@ def test_merge_two_views_shares_shape(photos, tmp_path):
     avatar = load_avatar(out)
     assert len(avatar.views) == 2 and len(result.psnr) == 2
     assert avatar.textures["view_photos"].shape[0] == 2  # two photos: kept for view-dependent colour
+    assert avatar.provenance["refine_steps"] == 4  # as told
     assert avatar.clothing_offsets is not None  # several photos: clothing offsets by default
     # the second view saw texels the first did not
     single = create_avatar([photos["front"]], tmp_path / "s.pt", opts)
@@ -86,6 +87,24 @@ def test_merge_two_views_shares_shape(photos, tmp_path):
     assert "view_photos" not in one.textures  # and no other view to blend with
     assert avatar.textures["filled"].float().mean() > one.textures["filled"].float().mean() + 0.02
     assert avatar.textures["known"].float().mean() > one.textures["known"].float().mean()
+
+
+def test_refinement_is_skipped_when_the_photos_draw_the_avatar():
+    """The texture refinement only pays when the texture draws the avatar: one photo, or photos
+    not kept; with kept photos (view colour) it only fills what none saw, so it is skipped."""
+    from avatarcli.pipelines.video_avatar import VideoAvatarOptions
+
+    assert [CreateOptions().refine_steps_for(n) for n in (1, 2, 8)] == [64, 0, 0]
+    assert CreateOptions(view_dependent=False).refine_steps_for(8) == 64
+    assert CreateOptions(method="dinar").refine_steps_for(2) == 64  # DINAR keeps no photos
+    assert CreateOptions(refine_steps=5).refine_steps_for(8) == 5  # told: as told
+    assert [VideoAvatarOptions().refine_steps_for(n) for n in (1, 3)] == [32, 0]
+    assert VideoAvatarOptions(view_colour="off").refine_steps_for(30) == 32
+    assert VideoAvatarOptions(refine_steps=0, view_colour="off").refine_steps_for(30) == 0
+    with pytest.raises(UserError, match="--refine-steps"):
+        CreateOptions(refine_steps=-1).check()
+    with pytest.raises(UserError, match="--refine-steps"):
+        VideoAvatarOptions(refine_steps=-1).check()
 
 
 def test_occlusion_switch_and_options(photos, tmp_path):

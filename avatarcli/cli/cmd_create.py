@@ -85,7 +85,13 @@ def register(app: typer.Typer) -> None:
             help="UV layout of the RGB texture: body, dinar (installed DINAR layout) or a DINAR "
             "smplx_data/ folder or .npz with uv + uv_faces (needs --body smplx).",
         ),
-        refine_steps=typer.Option(64, "--refine-steps", help="RGB refinement steps through the render."),
+        refine_steps=typer.Option(
+            None,
+            "--refine-steps",
+            help="RGB refinement steps through the render (default 64; 0 when the photos are kept "
+            "for view-dependent colour, which draws the avatar; --video/--neural: 32 or 0).",
+            show_default=False,
+        ),
         fit_iters=typer.Option(400, "--fit-iters", help="Body-fitting iterations."),
         clothing=typer.Option(
             None,
@@ -146,7 +152,7 @@ def register(app: typer.Typer) -> None:
         no_occlusion: bool = common["no_occlusion"],
         fill: str = common["fill"],
         uv_layout: str = common["uv_layout"],
-        refine_steps: int = common["refine_steps"],
+        refine_steps: int | None = common["refine_steps"],
         fit_iters: int = common["fit_iters"],
         clothing: bool | None = common["clothing"],
         view_dependent: bool | None = common["view_dependent"],
@@ -173,7 +179,7 @@ def register(app: typer.Typer) -> None:
                 body=body, smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed,
                 overwrite=overwrite, temporal_smoothness=temporal_smoothness,
                 photometric_steps=photometric_steps, clothing=True if clothing is None else clothing,
-                view_colour=_view_colour(view_dependent),
+                view_colour=_view_colour(view_dependent), refine_steps=refine_steps,
             )  # fmt: skip
             _run_video(video, output, vopts, device, json_out)
             return
@@ -245,7 +251,7 @@ def register(app: typer.Typer) -> None:
         no_occlusion: bool = common["no_occlusion"],
         fill: str = common["fill"],
         uv_layout: str = common["uv_layout"],
-        refine_steps: int = common["refine_steps"],
+        refine_steps: int | None = common["refine_steps"],
         fit_iters: int = common["fit_iters"],
         clothing: bool | None = common["clothing"],
         view_dependent: bool | None = common["view_dependent"],
@@ -271,7 +277,7 @@ def register(app: typer.Typer) -> None:
                 steps=train_steps, pose_channels=pose_channels, body=body, max_frames=len(inputs),
                 smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed, overwrite=overwrite,
                 clothing=True if clothing is None else clothing,
-                view_colour=_view_colour(view_dependent),
+                view_colour=_view_colour(view_dependent), refine_steps=refine_steps,
             )  # fmt: skip
             _run_video(
                 [str(p) for p in inputs], output or Path("out"), vopts, resolve_device(state.device), json_out
