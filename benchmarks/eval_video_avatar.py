@@ -115,9 +115,10 @@ def _blurred(photo: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), g.transpose(2, 3), groups=3)
 
 
-def _flow_between(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
-    """The frame halfway between photos ``before`` and ``after`` (1, 3, H, W) by optical flow:
-    each read half-way along its flow to the other (DIS, OpenCV), the two averaged."""
+def _flow_between(before: torch.Tensor, after: torch.Tensor, share: float = 0.5) -> torch.Tensor:
+    """The frame ``share`` of the way from photo ``before`` to photo ``after`` (1, 3, H, W) by
+    optical flow: each read that far along its flow to the other (DIS, OpenCV), the two blended
+    by nearness."""
     import cv2
 
     def grey(photo: torch.Tensor) -> np.ndarray:
@@ -128,26 +129,25 @@ def _flow_between(before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
     cols, rows = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
-    def halfway(source: torch.Tensor, other: torch.Tensor) -> np.ndarray:
+    def moved(source: torch.Tensor, other: torch.Tensor, part: float) -> np.ndarray:
         flow = dis.calc(grey(source), grey(other), None)  # source(x) ≈ other(x + flow(x))
         image = source[0].permute(1, 2, 0).numpy().astype(np.float32)
         return cv2.remap(
-            image, cols - 0.5 * flow[..., 0], rows - 0.5 * flow[..., 1], cv2.INTER_LINEAR,
+            image, cols - part * flow[..., 0], rows - part * flow[..., 1], cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REPLICATE,
         )  # fmt: skip
 
-    mid = 0.5 * (halfway(before, after) + halfway(after, before))
+    mid = (1.0 - share) * moved(before, after, share) + share * moved(after, before, 1.0 - share)
     return torch.from_numpy(mid).permute(2, 0, 1)[None].to(before.dtype)
 
 
 def ceiling_scores(frames, train: list[int], test: list[int], times: list[int]) -> dict[str, dict]:
     """PSNR/SSIM inside the person (its mask) of each held-out photo against itself moved by
     :data:`SHIFTS` pixels or blurred by :data:`BLURS`, and of the optical-flow interpolation of
-    its two training neighbours in time: how exact a prediction these scores demand."""
+    its nearest training frames before and after it in time: how exact a prediction these scores
+    demand."""
     from avatarcli.texture import psnr, ssim
 
-    at = {t: k for k, t in enumerate(times)}
-    trained = set(train)
     rows: dict[str, list[tuple[float, float]]] = {}
 
     def score(label: str, image: torch.Tensor, truth: torch.Tensor, region: torch.Tensor) -> None:
@@ -162,14 +162,14 @@ def ceiling_scores(frames, train: list[int], test: list[int], times: list[int]) 
             score(f"truth moved {dx:g} px", _moved(truth, dx), truth, region)
         for sigma in BLURS:
             score(f"truth blurred σ {sigma:g} px", _blurred(truth, sigma), truth, region)
-        before, after = at.get(times[i] - 1), at.get(times[i] + 1)
-        if before in trained and after in trained:
-            score(
-                "flow between neighbours",
-                _flow_between(frames.photos[before], frames.photos[after]),
-                truth,
-                region,
-            )
+        earlier = [k for k in train if times[k] < times[i]]
+        later = [k for k in train if times[k] > times[i]]
+        if earlier and later:  # the nearest training frame on each side in time
+            before = max(earlier, key=lambda k: times[k])
+            after = min(later, key=lambda k: times[k])
+            share = (times[i] - times[before]) / (times[after] - times[before])
+            between = _flow_between(frames.photos[before], frames.photos[after], share)
+            score("flow between neighbours", between, truth, region)
     return {
         label: {"psnr": round(float(np.mean([v[0] for v in values])), 2),
                 "ssim": round(float(np.mean([v[1] for v in values])), 4), "frames": len(values)}
