@@ -331,3 +331,18 @@ def test_floating_leaves_a_single_photo_and_a_zero_share_alone():
     moved = align_sources(torch.stack([pattern, shifted]), weights)
     # the other photo has no share anywhere: the first stays where it is
     assert (moved[0] - pattern).abs().max() < 1e-5
+
+
+def test_views_far_apart_get_more_blur():
+    """The blur grows with the kept views' spacing (median angle to the nearest other view)."""
+    from avatarcli.texture.view_dependent import MAX_BLUR_GROWTH, blur_growth, view_spacing_deg
+
+    def ring(count: int) -> torch.Tensor:
+        angles = torch.arange(count, dtype=torch.float32) * (2 * math.pi / count)
+        return torch.stack([torch.sin(angles), torch.zeros_like(angles), torch.cos(angles)], 1)
+
+    assert abs(view_spacing_deg(ring(4)) - 90.0) < 1e-3
+    assert abs(view_spacing_deg(ring(36)) - 10.0) < 1e-3
+    assert view_spacing_deg(ring(1)) == 0.0
+    assert blur_growth(10.0) == 1.0 and blur_growth(0.0) == 1.0  # dense views, or one: the base blur
+    assert blur_growth(39.0) == 1.5 and blur_growth(180.0) == MAX_BLUR_GROWTH

@@ -13,9 +13,10 @@ kept frame's posed mesh projects into that frame's photo, where it is read if th
 (its depth there agrees) and it lies inside the person, not on the mask's edge. Reading the
 photos, not per-frame textures, keeps their full resolution: a 256² texture per frame could not
 even redraw its own frame better than 23.3 dB. The photos are blurred a little (the person
-alone, σ ≈ 0.4 % of their height) because the frames' fits disagree by a pixel or two, and a
-sharp wrong detail costs more than a soft right one; before the blend, the frames' colours are
-moved onto one another by optical flow in the new view (floating textures,
+alone, σ ≈ 0.4 % of their height, up to twice that for views far apart) because the frames'
+fits disagree by a pixel or two, and a sharp wrong detail costs more than a soft right one;
+before the blend, the frames' colours are moved onto one another by optical flow in the new view
+(floating textures,
 :mod:`avatarcli.texture.floating`). Pixels no kept frame saw keep the merged texture.
 iPER turn GIF (27 even frames → 25 odd ones, 512 px): held-out PSNR inside the person 19.68
 (merged texture) → 21.57 (per-frame textures) → 22.35 (photos) → 22.57 dB (floating), SSIM 0.594
@@ -54,6 +55,15 @@ COSINE_POWER = 1.0
 #: → unblurred photos 20.52 / 0.588 → σ 1 / 1.5 / 1.75 / 2 / 2.5 px: 20.83 / 20.94 / 20.96 / 20.98 /
 #: 20.97 dB, SSIM 0.607 / 0.611 / 0.612 / 0.611 / 0.609
 BLUR_SHARE = 1.75 / 472
+#: degrees: kept views this far apart (the median angle from each to its nearest other) get
+#: :data:`BLUR_SHARE`; farther apart the blur grows in proportion, to at most
+#: :data:`MAX_BLUR_GROWTH` times — the farther the views, the more their fits disagree on a new
+#: view between them. Sparse views of iPER's even frames, scored on the others (σ in px for its
+#: 472-px person): 4 views 90° apart, σ 1.75 / 2.5 / 3.5 / 5 → 18.92 / 19.06 / 19.14 / 19.13 dB;
+#: 7 views 51° apart → 19.82 / 19.93 / 19.97 / 19.87; 14 views 26° apart, σ 1.75 / 2.5 → 20.82 /
+#: 20.84 dB but SSIM 0.625 / 0.617 (see docs/ARCHITECTURE.md)
+BLUR_SPACING_DEG = 26.0
+MAX_BLUR_GROWTH = 2.0
 #: frames' colours are aligned to one another before blending (floating textures,
 #: :mod:`avatarcli.texture.floating`): iPER LOO 20.96 → 21.09 dB, SSIM 0.612 → 0.633
 FLOATING = True
@@ -179,6 +189,24 @@ def camera_directions(
     return torch.nn.functional.normalize(local, dim=-1)
 
 
+def view_spacing_deg(directions: torch.Tensor) -> float:
+    """The kept views' spacing: the median over views of the angle (degrees) to the nearest other
+    view; ``directions`` (N, 3) unit camera directions. 0 for a single view."""
+    if directions.shape[0] < 2:
+        return 0.0
+    cosines = (directions @ directions.T).clamp(-1.0, 1.0)
+    cosines.fill_diagonal_(-1.0)
+    nearest = torch.rad2deg(torch.arccos(cosines.max(dim=1).values))
+    return float(nearest.median())
+
+
+def blur_growth(spacing_deg: float) -> float:
+    """How many times :data:`BLUR_SHARE` the kept photos are blurred for views ``spacing_deg``
+    apart (:func:`view_spacing_deg`): 1 up to :data:`BLUR_SPACING_DEG`, then in proportion, at
+    most :data:`MAX_BLUR_GROWTH`."""
+    return min(MAX_BLUR_GROWTH, max(1.0, spacing_deg / BLUR_SPACING_DEG))
+
+
 def blend_weights(
     directions: torch.Tensor, stored: torch.Tensor, neighbours: int = NEIGHBOURS
 ) -> torch.Tensor:
@@ -272,6 +300,7 @@ class ViewColour:
         self.views, self.faces, self.rest, self.torso = views, faces, rest, torso
         with torch.no_grad():
             self.directions = camera_directions(views.vertices, views.cameras(), rest, torso)
+        self.blur_share = BLUR_SHARE * blur_growth(view_spacing_deg(self.directions))
         self._sources: dict[int, _Source] = {}
 
     def __len__(self) -> int:
@@ -293,7 +322,7 @@ class ViewColour:
                 fragments.depth[:, None],
                 cosine[:, None],
                 (inner > 0.5).to(mask.dtype),
-                _person_blur(self.views.photos[index : index + 1], mask, BLUR_SHARE * height),
+                _person_blur(self.views.photos[index : index + 1], mask, self.blur_share * height),
             )
         return self._sources[index]
 
