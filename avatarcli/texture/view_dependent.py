@@ -16,8 +16,8 @@ even redraw its own frame better than 23.3 dB. The photos are blurred a little (
 alone, σ ≈ 0.4 % of their height, up to twice that for views far apart) because the frames'
 fits disagree by a pixel or two, and a sharp wrong detail costs more than a soft right one;
 before the blend, the frames' colours are moved onto one another by optical flow in the new view
-(floating textures,
-:mod:`avatarcli.texture.floating`). Pixels no kept frame saw keep the merged texture.
+(floating textures, :mod:`avatarcli.texture.floating`). Pixels no kept frame saw keep the merged
+texture.
 iPER turn GIF (27 even frames → 25 odd ones, 512 px): held-out PSNR inside the person 19.68
 (merged texture) → 21.57 (per-frame textures) → 22.35 (photos) → 22.57 dB (floating), SSIM 0.594
 → 0.658 → 0.677 → 0.705.
