@@ -40,7 +40,7 @@ import torch.nn.functional as F
 #: and video avatars alike). iPER turn, 27 frames → 25 held-out ones: RGB 19.68 → 22.57 dB, SSIM
 #: 0.594 → 0.705. Sparse views (2 / 3 / 4 / 7 of iPER's even frames, scored on the others): the
 #: kept photos beat the merged texture at every count, +0.24 / +0.42 / +0.71 / +1.01 dB (octopus,
-#: 7 views 45° apart → the 8th, only reported: +0.24 dB); see docs/ARCHITECTURE.md
+#: 7 views 45° apart → the 8th, only reported: +0.27 dB); see docs/ARCHITECTURE.md
 DEFAULT_MIN_VIEWS = 2
 #: at most this many views are kept (evenly spread over the views), bounding the file
 MAX_VIEWS = 36
