@@ -33,10 +33,10 @@ neural) with the person mask, and PSNR/SSIM of the whole person on black over th
 (neural-avatar papers' way: uncovered clothing counts as an error too), and the same over the
 whole frame (``frame``: papers that score full frames; the background counts as right).
 ``--ceiling`` (iPER) puts the scores in proportion: the held-out photos themselves moved by
-0.5 / 1 / 2 px or blurred by σ 0.5 / 1 / 1.75 px, scored inside the person against the unmoved
-photo (what a fit off by that much, or a texture that soft, costs however right its colours), and
-each held-out frame predicted from its two training neighbours by optical-flow interpolation
-(image space, no avatar).
+0.5 / 1 / 2 px or the person blurred by σ 0.5 / 1 / 1.75 px (as the view colour blurs its
+photos), scored inside the person against the unmoved photo (what a fit off by that much, or a
+texture that soft, costs however right its colours), and each held-out frame predicted from its
+nearest training frames on either side by optical-flow interpolation (image space, no avatar).
 ``--pose-compare`` also trains the renderer with camera-space normals as extra input;
 ``--set`` overrides any :class:`VideoAvatarOptions` field (``--set temporal_smoothness=0``
 measures the fit without the temporal term; ``--set clothing=false`` the plain body).
@@ -103,34 +103,20 @@ def _moved(photo: torch.Tensor, dx: float) -> torch.Tensor:
     return F.grid_sample(photo, grid, align_corners=False, padding_mode="border")
 
 
-def _blurred(photo: torch.Tensor, sigma: float) -> torch.Tensor:
-    """``photo`` (1, 3, H, W) under a Gaussian blur of ``sigma`` pixels (edges repeated)."""
-    import torch.nn.functional as F
-
-    radius = max(1, int(3 * sigma + 0.5))
-    x = torch.arange(-radius, radius + 1, dtype=photo.dtype)
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    g = (g / g.sum()).view(1, 1, 1, -1).repeat(3, 1, 1, 1)
-    out = F.conv2d(F.pad(photo, (radius, radius, 0, 0), mode="replicate"), g, groups=3)
-    return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), g.transpose(2, 3), groups=3)
-
-
 def _flow_between(before: torch.Tensor, after: torch.Tensor, share: float = 0.5) -> torch.Tensor:
     """The frame ``share`` of the way from photo ``before`` to photo ``after`` (1, 3, H, W) by
     optical flow: each read that far along its flow to the other (DIS, OpenCV), the two blended
     by nearness."""
     import cv2
 
-    def grey(photo: torch.Tensor) -> np.ndarray:
-        rgb = photo[0].clamp(0, 1)
-        return (255 * (0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2])).round().to(torch.uint8).numpy()
+    from avatarcli.texture.floating import grey_levels
 
     height, width = before.shape[-2:]
     cols, rows = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
     def moved(source: torch.Tensor, other: torch.Tensor, part: float) -> np.ndarray:
-        flow = dis.calc(grey(source), grey(other), None)  # source(x) ≈ other(x + flow(x))
+        flow = dis.calc(grey_levels(source[0]), grey_levels(other[0]), None)  # source(x) ≈ other(x + flow(x))
         image = source[0].permute(1, 2, 0).numpy().astype(np.float32)
         return cv2.remap(
             image, cols - part * flow[..., 0], rows - part * flow[..., 1], cv2.INTER_LINEAR,
@@ -147,6 +133,7 @@ def ceiling_scores(frames, train: list[int], test: list[int], times: list[int]) 
     its nearest training frames before and after it in time: how exact a prediction these scores
     demand."""
     from avatarcli.texture import psnr, ssim
+    from avatarcli.texture.view_dependent import person_blur
 
     rows: dict[str, list[tuple[float, float]]] = {}
 
@@ -161,7 +148,7 @@ def ceiling_scores(frames, train: list[int], test: list[int], times: list[int]) 
         for dx in SHIFTS:
             score(f"truth moved {dx:g} px", _moved(truth, dx), truth, region)
         for sigma in BLURS:
-            score(f"truth blurred σ {sigma:g} px", _blurred(truth, sigma), truth, region)
+            score(f"truth blurred σ {sigma:g} px", person_blur(truth, region.float(), sigma), truth, region)
         earlier = [k for k in train if times[k] < times[i]]
         later = [k for k in train if times[k] > times[i]]
         if earlier and later:  # the nearest training frame on each side in time

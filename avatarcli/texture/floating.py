@@ -20,7 +20,7 @@ import torch
 DIS_PRESET = 2
 
 
-def _grey(image: torch.Tensor) -> np.ndarray:
+def grey_levels(image: torch.Tensor) -> np.ndarray:
     """(3, h, w) in [0, 1] → (h, w) uint8, what DIS reads."""
     grey = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).clamp(0, 1)
     return (grey * 255).round().to(torch.uint8).cpu().numpy()
@@ -43,7 +43,7 @@ def align_sources(images: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     blend = (weights[:, None] * images).sum(0) / total.clamp_min(1e-8)
     filled = torch.where(weights[:, None] > 0, images, blend)
     share = (weights / total.clamp_min(1e-8)).cpu().numpy().astype(np.float32)
-    greys = [_grey(image) for image in filled]
+    greys = [grey_levels(image) for image in filled]
     height, width = greys[0].shape
     columns, rows = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     flow = cv2.DISOpticalFlow_create(DIS_PRESET)

@@ -322,7 +322,7 @@ class ViewColour:
                 fragments.depth[:, None],
                 cosine[:, None],
                 (inner > 0.5).to(mask.dtype),
-                _person_blur(self.views.photos[index : index + 1], mask, self.blur_share * height),
+                person_blur(self.views.photos[index : index + 1], mask, self.blur_share * height),
             )
         return self._sources[index]
 
@@ -420,8 +420,9 @@ def _floated(
     return [(moved[k][:, rows, cols], w) for k, (_, w) in enumerate(reads)]
 
 
-def _person_blur(photo: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Gaussian blur (``sigma`` in pixels) of the person alone: photo (1, 3, H, W) and mask
+def person_blur(photo: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Gaussian blur (``sigma`` in pixels) of the person alone, as the kept photos are blurred
+    (also what ``benchmarks/eval_video_avatar.py --ceiling`` scores): photo (1, 3, H, W) and mask
     (1, 1, H, W) blurred together and divided, so no background bleeds into the outline (a plain
     blur of σ = 1.5 px cost 0.35 dB on the octopus views, whose background is bright)."""
     if sigma <= 0.05:
