@@ -63,7 +63,9 @@ def _register() -> None:
     cmd_doctor.register(app)
     import importlib
 
-    for name in ("cmd_weights", "cmd_fit", "cmd_create", "cmd_render", "cmd_animate", "cmd_sample"):
+    for name in (
+        "cmd_weights", "cmd_fit", "cmd_create", "cmd_render", "cmd_animate", "cmd_export", "cmd_sample",
+    ):  # fmt: skip
         try:
             module = importlib.import_module(f"avatarcli.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -1,0 +1,56 @@
+"""``avatar export``: an avatar as a rigged, textured .glb (optionally with a motion)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help="Export an avatar as a rigged, textured glTF (.glb) for Blender, Unity, three.js.")
+    def export(
+        avatar: Path = typer.Argument(..., help="Avatar file (.pt) from avatar create."),
+        output: Path = typer.Option(
+            None, "-o", "--output", help="Output .glb (default: next to the avatar)."
+        ),
+        motion: Path = typer.Option(
+            None, "--motion", "-m", help="Motion to include as the file's animation."
+        ),
+        fps: float = typer.Option(None, "--fps", help="Resample the motion to this frame rate."),
+        start: float = typer.Option(None, "--start", help="Start time in seconds."),
+        end: float = typer.Option(None, "--end", help="End time in seconds."),
+        loop: int = typer.Option(1, "--loop", help="Play the motion this many times."),
+        in_place: bool = typer.Option(False, "--in-place", help="Remove horizontal root motion."),
+        mapping: Path = typer.Option(None, "--mapping", help="JSON/YAML joint map {source: smplx_joint}."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
+        json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+    ) -> None:
+        from avatarcli.cli.app import state
+        from avatarcli.cli.output import console, print_json, progress
+        from avatarcli.pipelines.export import ExportOptions, export_glb
+        from avatarcli.runtime import seed_everything
+
+        seed_everything(state.seed)
+        if output is None:
+            output = avatar.with_name(avatar.stem + (f"_{motion.stem}" if motion else "") + ".glb")
+        opts = ExportOptions(
+            motion=str(motion) if motion else None, fps=fps, start=start, end=end, loop=loop,
+            in_place=in_place, mapping=str(mapping) if mapping else None, overwrite=overwrite,
+        )  # fmt: skip
+        with progress() as bar:
+            task = bar.add_task("exporting", total=4, status="")
+
+            def report(done: int, total: int, status: str) -> None:
+                bar.update(task, completed=done, total=total, status=status)
+
+            result = export_glb(avatar, output, opts, progress=report)
+        if json_out:
+            print_json(result.as_dict())
+            return
+        line = f"wrote [bold]{result.output}[/] — {result.vertices} vertices, {result.joints} joints"
+        if result.frames:
+            line += f", {result.frames} frames at {result.fps:g} fps"
+        console().print(line + f" (preview {result.preview})")
+        for note in result.notes:
+            console().print(f"  note: {note}")

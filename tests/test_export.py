@@ -1,0 +1,167 @@
+"""avatar export: the .glb's own skinning must pose the mesh as the tool does, its texture and UVs
+must be the avatar's, and mistakes must stop with one line."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from avatarcli.avatar_file import Avatar, save_avatar
+from avatarcli.cli.main import main
+from avatarcli.errors import UserError
+from avatarcli.media.gltf import pose_glb, read_glb
+from avatarcli.pipelines.export import ExportOptions, export_glb, split_uv_seams, strongest_influences
+from avatarcli.pipelines.synthetic import outfit_texture
+
+WAVE = Path(__file__).resolve().parents[1] / "examples" / "motions" / "wave.npz"
+
+
+@pytest.fixture(scope="module")
+def clothed_avatar(anny_body, tmp_path_factory):
+    """The synthetic outfit on a non-default shape with small clothing offsets (both must be baked
+    into the file's rest mesh)."""
+    tex = outfit_texture(anny_body, 64)
+    generator = torch.Generator().manual_seed(0)
+    avatar = Avatar(
+        body_backend="anny",
+        body_model_id=anny_body.model_id,
+        shape=torch.randn(anny_body.num_shape, generator=generator) * 0.5,
+        uv_layout="anny",
+        textures={"rgb": (tex.permute(1, 2, 0) * 255).round().to(torch.uint8)},
+        clothing_offsets=torch.randn(anny_body.num_vertices, 3, generator=generator) * 0.005,
+    )
+    return save_avatar(avatar, tmp_path_factory.mktemp("export") / "person.pt"), avatar
+
+
+@pytest.fixture(scope="module")
+def exported(clothed_avatar, tmp_path_factory):
+    path, _ = clothed_avatar
+    out = tmp_path_factory.mktemp("glb") / "person_wave.glb"
+    result = export_glb(path, out, ExportOptions(motion=str(WAVE), end=0.5))
+    return result, read_glb(out)
+
+
+def test_split_uv_seams_gives_one_uv_per_file_vertex():
+    faces = np.array([[0, 1, 2], [0, 2, 3]])
+    uv_faces = np.array([[0, 1, 2], [4, 2, 3]])  # vertex 0 has two UVs: a seam
+    source, uv_index, triangles = split_uv_seams(faces, uv_faces)
+    assert len(source) == 5 and sorted(source.tolist()) == [0, 0, 1, 2, 3]
+    assert np.array_equal(source[triangles], faces)
+    assert np.array_equal(uv_index[triangles], uv_faces)
+
+
+def test_strongest_influences_keep_four_and_sum_to_one():
+    weights = torch.tensor([[0.5, 0.2, 0.1, 0.1, 0.05, 0.05], [1.0, 0, 0, 0, 0, 0]])
+    joints, values = strongest_influences(weights)
+    assert joints.shape == (2, 4) and np.allclose(values.sum(1), 1.0)
+    assert joints[0, 0] == 0 and np.isclose(values[0, 0], 0.5 / 0.9)
+    assert np.array_equal(joints[1], [0, 0, 0, 0]) and values[1, 0] == 1.0  # unused slots name joint 0
+
+
+def test_file_layout_is_binary_gltf_2(exported):
+    result, glb = exported
+    data = Path(result.output).read_bytes()
+    magic, version, total = struct.unpack_from("<III", data)
+    assert (magic, version, total) == (0x46546C67, 2, len(data))
+    doc = glb.document
+    assert doc["asset"]["version"] == "2.0"
+    assert all(view["byteOffset"] % 4 == 0 for view in doc["bufferViews"])
+    assert len(doc["skins"][0]["joints"]) == 55 and len(doc["nodes"]) == 56
+    primitive = doc["meshes"][0]["primitives"][0]["attributes"]
+    position = doc["accessors"][primitive["POSITION"]]
+    assert "min" in position and "max" in position  # glTF requires bounds on POSITION
+    weights = glb.accessor(primitive["WEIGHTS_0"])
+    assert np.allclose(weights.sum(1), 1.0, atol=1e-6)
+    animation = doc["animations"][0]
+    assert len(animation["channels"]) == 56 and result.frames == 15  # 0.5 s at 30 fps
+    times = glb.accessor(animation["samplers"][0]["input"])
+    assert np.allclose(np.diff(times), 1 / 30, atol=1e-6)
+
+
+def _source(anny_body) -> np.ndarray:
+    """The body vertex behind each file vertex (the split is tested on its own above)."""
+    return split_uv_seams(anny_body.faces.numpy(), anny_body.uv_faces.numpy())[0]
+
+
+def test_rest_mesh_is_the_avatars_clothed_body(exported, clothed_avatar, anny_body):
+    _, glb = exported
+    _, avatar = clothed_avatar
+    from avatarcli.body.clothed import ClothedBody
+
+    body = ClothedBody(anny_body, avatar.clothing_offsets)
+    with torch.no_grad():
+        rest = body.rest(avatar.shape[None]).vertices[0].numpy()
+    positions = glb.accessor(glb.document["meshes"][0]["primitives"][0]["attributes"]["POSITION"])
+    assert np.allclose(positions, rest[_source(anny_body)], atol=1e-6)  # shape and offsets baked in
+    plain = anny_body.rest(avatar.shape[None]).vertices[0].numpy()[_source(anny_body)]
+    assert np.abs(positions - plain).max() > 1e-3
+    assert np.allclose(pose_glb(glb, None), positions, atol=1e-5)  # at rest the skin is the identity
+
+
+def test_files_skinning_poses_the_mesh_as_the_tool_does(exported, clothed_avatar, anny_body):
+    """A glTF viewer's skinning (computed from the file alone) against the tool's own posing."""
+    result, glb = exported
+    _, avatar = clothed_avatar
+    from avatarcli.body.clothed import ClothedBody
+    from avatarcli.pipelines.animate import AnimateOptions, motion_poses
+
+    body = ClothedBody(anny_body, avatar.clothing_offsets)
+    pose, transl, _ = motion_poses(str(WAVE), body, AnimateOptions(end=0.5))
+    source = _source(anny_body)
+    few = (anny_body.skin_weights > 1e-6).sum(1).numpy()[source] <= 4  # no weight was dropped
+    for frame in (0, 7, 14):
+        with torch.no_grad():
+            ours = body(
+                shape=avatar.shape[None], pose=pose[frame : frame + 1], transl=transl[frame : frame + 1]
+            )
+        error = np.linalg.norm(pose_glb(glb, frame) - ours.vertices[0].numpy()[source], axis=1)
+        assert error[few].max() < 1e-4  # exact where four influences are all there is
+        assert error.max() < 0.02 and error.mean() < 1e-3  # elsewhere the dropped weights' share
+    assert result.skinning_error_max is not None and result.skinning_error_max < 0.02
+
+
+def test_texture_and_uvs_are_the_avatars(exported, clothed_avatar, anny_body):
+    import io
+
+    from PIL import Image
+
+    _, glb = exported
+    _, avatar = clothed_avatar
+    doc = glb.document
+    png = glb.view_bytes(doc["images"][0]["bufferView"])
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(png))), avatar.textures["rgb"].numpy())
+    uv = glb.accessor(doc["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_0"])
+    body_uv = {tuple(np.round(t, 6)) for t in anny_body.uv.numpy()}
+    assert all(tuple(np.round(t, 6)) in body_uv for t in uv[::50])
+
+
+def test_preview_shows_the_exported_mesh(exported):
+    result, _ = exported
+    from PIL import Image
+
+    image = np.asarray(Image.open(result.preview))
+    assert image.shape == (384, 384 * 3, 3)  # front, back, mid-clip
+    tiles = [image[:, k * 384 : (k + 1) * 384].astype(int) for k in range(3)]
+    assert all((tile.sum(-1) < 3 * 250).mean() > 0.03 for tile in tiles)  # a body is drawn in each
+    assert np.abs(tiles[0] - tiles[1]).mean() > 1  # front and back differ
+
+
+def test_cli_export_json_and_mistakes(clothed_avatar, tmp_path, capsys):
+    path, _ = clothed_avatar
+    out = tmp_path / "rest.glb"
+    assert main(["export", str(path), "-o", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["animation_frames"] == 0 and summary["joints"] == 55 and out.exists()
+    assert "animations" not in read_glb(out).document
+    assert main(["export", str(path), "-o", str(out)]) == 2  # exists, no --overwrite
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", str(path), "-o", str(tmp_path / "x.fbx")]) == 2
+    assert ".glb" in capsys.readouterr().err
+    with pytest.raises(UserError, match="motion"):
+        export_glb(path, tmp_path / "m.glb", ExportOptions(motion=str(tmp_path / "missing.bvh")))
+    assert not (tmp_path / "m.glb").exists()
