@@ -162,6 +162,27 @@ def test_cli_export_json_and_mistakes(clothed_avatar, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["export", str(path), "-o", str(tmp_path / "x.fbx")]) == 2
     assert ".glb" in capsys.readouterr().err
+    # default output: next to the avatar, and its own preview stays the avatar's
+    own_preview = path.with_name(path.stem + "_preview.png")
+    own_preview.write_bytes(b"the avatar's preview")
+    assert main(["export", str(path), "-q"]) == 0
+    assert path.with_suffix(".glb").exists() and path.with_name(path.stem + "_glb_preview.png").exists()
+    assert own_preview.read_bytes() == b"the avatar's preview"
     with pytest.raises(UserError, match="motion"):
         export_glb(path, tmp_path / "m.glb", ExportOptions(motion=str(tmp_path / "missing.bvh")))
     assert not (tmp_path / "m.glb").exists()
+
+
+def test_what_the_file_cannot_hold_is_named(anny_body, tmp_path):
+    tex = (outfit_texture(anny_body, 32).permute(1, 2, 0) * 255).round().to(torch.uint8)
+    avatar = Avatar(
+        body_backend="anny",
+        body_model_id=anny_body.model_id,
+        shape=torch.zeros(anny_body.num_shape),
+        uv_layout="anny",
+        textures={"rgb": tex, "neural": torch.zeros(16, 32, 32, dtype=torch.float16)},
+    )
+    path = save_avatar(avatar, tmp_path / "neural.pt")
+    result = export_glb(path, tmp_path / "neural.glb", ExportOptions(preview=False))
+    assert result.preview is None and any("neural renderer" in note for note in result.notes)
+    assert result.skinning_error_max is None  # no motion, nothing posed

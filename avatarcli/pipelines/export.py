@@ -256,7 +256,7 @@ def _write_preview(glb, target: Path, texture: torch.Tensor, animated: bool) -> 
                 vertices, triangles, uv, triangles, image, camera, background=(1.0, 1.0, 1.0)
             )
             tiles.append((drawn[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
-    preview = target.with_name(target.stem + "_preview.png")
+    preview = target.with_name(target.stem + "_glb_preview.png")  # never the avatar's own preview
     with atomic_write(preview) as tmp:  # the .glb's companion: replaced with it
         Image.fromarray(np.concatenate(tiles, 1)).save(tmp, format="PNG")
     return preview
