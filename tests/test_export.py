@@ -186,3 +186,28 @@ def test_what_the_file_cannot_hold_is_named(anny_body, tmp_path):
     result = export_glb(path, tmp_path / "neural.glb", ExportOptions(preview=False))
     assert result.preview is None and any("neural renderer" in note for note in result.notes)
     assert result.skinning_error_max is None  # no motion, nothing posed
+
+
+def test_smplx_avatar_exports_its_rest_body(smplx_dir, tmp_path, monkeypatch):
+    """The SMPL-X body (user files; here the synthetic fixture) exports the same way, and the
+    notes say its pose-corrective shapes stay behind."""
+    from avatarcli.body import load_body
+
+    monkeypatch.setenv("AVATAR_SMPLX_DIR", str(smplx_dir))
+    body = load_body("smplx", model_dir=smplx_dir)
+    avatar = Avatar(
+        body_backend="smplx",
+        body_model_id=body.model_id,
+        shape=torch.zeros(body.num_shape),
+        uv_layout="smplx",
+        textures={"rgb": torch.full((32, 32, 3), 128, dtype=torch.uint8)},
+    )
+    path = save_avatar(avatar, tmp_path / "smplx.pt")
+    result = export_glb(path, tmp_path / "smplx.glb", ExportOptions(preview=False))
+    glb = read_glb(result.output)
+    source = split_uv_seams(body.faces.numpy(), body.uv_faces.numpy())[0]
+    positions = glb.accessor(glb.document["meshes"][0]["primitives"][0]["attributes"]["POSITION"])
+    with torch.no_grad():
+        rest = body.rest(torch.zeros(1, body.num_shape)).vertices[0].numpy()
+    assert np.allclose(positions, rest[source], atol=1e-5)
+    assert any("pose-corrective" in note for note in result.notes)
