@@ -13,9 +13,15 @@ def register(app: typer.Typer) -> None:
         avatar: Path = typer.Argument(..., help="Avatar file (.pt)."),
         output: Path = typer.Option(..., "-o", "--output", help="Output .png or .jpg."),
         view: str = typer.Option(
-            "front", "--view", help="input, front, side, back, left, right or yaw degrees."
+            "front",
+            "--view",
+            help="input (the camera of the pose's photo), front, side, back, left, right or yaw degrees.",
         ),
-        pose: str = typer.Option("rest", "--pose", help="input (the photo's pose) or rest."),
+        pose: str = typer.Option(
+            "rest",
+            "--pose",
+            help="input (the avatar's photo's pose), rest, or a photo / .fit.json whose pose it takes.",
+        ),
         size: int = typer.Option(512, "--size", help="Image size for non-input views."),
         background: str = typer.Option("white", "--background", help="Colour or image file."),
         input_index: int = typer.Option(0, "--input-index", help="Which input view, for multi-view avatars."),
@@ -24,13 +30,22 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     ) -> None:
         from avatarcli.cli.app import state
-        from avatarcli.cli.output import console
+        from avatarcli.cli.output import console, progress
         from avatarcli.pipelines.render_still import render_still
-        from avatarcli.runtime import resolve_device
+        from avatarcli.runtime import resolve_device, seed_everything
 
-        path = render_still(
-            avatar, output, view=view, pose=pose, size=size, background=background,
-            input_index=input_index, shade=shade, neural=False if rgb else None, overwrite=overwrite,
-            device=resolve_device(state.device),
-        )  # fmt: skip
+        seed_everything(state.seed)
+        with progress() as bar:  # only a photo given as --pose takes long (its fit)
+            tasks: dict[str, int] = {}
+
+            def report(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bar.add_task(f"fit: {stage}", total=total, status="")
+                bar.update(tasks[stage], completed=done, total=total)
+
+            path = render_still(
+                avatar, output, view=view, pose=pose, size=size, background=background,
+                input_index=input_index, shade=shade, neural=False if rgb else None, overwrite=overwrite,
+                device=resolve_device(state.device), progress=report,
+            )  # fmt: skip
         console().print(f"wrote [bold]{path}[/]")
