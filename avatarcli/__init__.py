@@ -19,6 +19,8 @@ _LAZY = {
     "animate": ("avatarcli.pipelines.animate", "animate"),
     "AnimateOptions": ("avatarcli.pipelines.animate", "AnimateOptions"),
     "render_still": ("avatarcli.pipelines.render_still", "render_still"),
+    "export_glb": ("avatarcli.pipelines.export", "export_glb"),
+    "ExportOptions": ("avatarcli.pipelines.export", "ExportOptions"),
     "fit": ("avatarcli.pipelines.fit", "fit_photos"),
     "load_body": ("avatarcli.body", "load_body"),
     "save_avatar": ("avatarcli.avatar_file", "save_avatar"),

@@ -105,11 +105,11 @@ def test_weights_commands(tmp_path, monkeypatch, capsys):
 def test_python_api_is_lazy_and_mirrors_the_cli():
     code = (
         "import sys, avatarcli; assert 'torch' not in sys.modules; "
-        "from avatarcli import create, animate, render_still, fit, load_body; "
-        "print(create.__name__, animate.__name__, render_still.__name__, fit.__name__)"
+        "from avatarcli import create, animate, render_still, fit, load_body, export_glb; "
+        "print(create.__name__, animate.__name__, render_still.__name__, fit.__name__, export_glb.__name__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["create_avatar", "animate", "render_still", "fit_photos"]
+    assert out.split() == ["create_avatar", "animate", "render_still", "fit_photos", "export_glb"]
 
 
 def test_global_options_may_follow_the_command(tmp_path, monkeypatch):
