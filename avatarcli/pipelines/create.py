@@ -230,18 +230,11 @@ def texture_for_views(
     ``lpips`` (optional LPIPS network) is the refinement's perceptual term instead of SSIM.
     ``opts.texture_size`` None picks the size from the person's height in the photos
     (:func:`~avatarcli.texture.build.auto_texture_size`)."""
+    from avatarcli.pipelines.progress import StepBars
     from avatarcli.texture import body_texel_maps
     from avatarcli.texture.build import auto_texture_size, build_rgb_texture
 
-    report = say or (lambda *_: None)
-    current: list[str] = []
-
-    def step(message: str) -> None:  # each texture step is one bar, completed when the next starts
-        if current:
-            report(current[-1], 1, 1)
-        current.append(f"texture: {message}")
-        report(current[-1], 0, 1)
-
+    step = StepBars(say, "texture: ")
     size = opts.texture_size or auto_texture_size(views)
     maps = body_texel_maps(body, size, shape, layout=layout)
     built = build_rgb_texture(
@@ -249,8 +242,7 @@ def texture_for_views(
         detect_occlusion=opts.occlusion, refine_steps=opts.refine_steps_for(len(views)), maps=maps,
         progress=step, lpips=lpips,
     )  # fmt: skip
-    if current:
-        report(current[-1], 1, 1)
+    step.finish()
     return built, maps
 
 

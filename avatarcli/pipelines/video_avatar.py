@@ -457,20 +457,23 @@ def rgb_texture_for_frames(
     body, frames: FittedFrames, indices: Sequence[int], opts: VideoAvatarOptions, say=None
 ):
     """The photo-path texture (:class:`~avatarcli.texture.build.RGBTexture`) of the chosen frames."""
+    from avatarcli.pipelines.progress import StepBars
     from avatarcli.texture import body_texel_maps
     from avatarcli.texture.build import TextureView, build_rgb_texture
 
-    report = say or (lambda *_: None)
+    step = StepBars(say, "texture: ")
     size = opts.texture_size if opts.texture_size in (256, 512, 1024) else 256
     views = [
         TextureView(frames.vertices(body, i), frames.cameras[i], frames.photos[i], frames.masks[i] > 0.5)
         for i in indices
     ]
-    return build_rgb_texture(
+    built = build_rgb_texture(
         body, views, texture_size=size, fill_method=opts.fill,
         refine_steps=opts.refine_steps_for(len(indices)), maps=body_texel_maps(body, size, frames.shape),
-        progress=lambda message: report(f"texture: {message}", 0, 1),
+        progress=step,
     )  # fmt: skip
+    step.finish()
+    return built
 
 
 def initial_neural_texture(
@@ -901,6 +904,7 @@ def create_video_avatar(
     new_views = []
     if colour.views is not None:  # each frame without its own photo: what a new angle gets
         new_views = score_frames(model, body, on_device, every, colour, leave_own_out=True)
+    say("score", 1, 1)
     avatar = _avatar(
         body, frames, model, rgb_texture, known, opts, frame_hashes, frame_list, state,
         perceptual_name(lpips), clothing_report, colour, photometric_report,
