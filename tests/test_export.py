@@ -211,3 +211,17 @@ def test_smplx_avatar_exports_its_rest_body(smplx_dir, tmp_path, monkeypatch):
         rest = body.rest(torch.zeros(1, body.num_shape)).vertices[0].numpy()
     assert np.allclose(positions, rest[source], atol=1e-5)
     assert any("pose-corrective" in note for note in result.notes)
+
+
+def test_eight_influences_pose_exactly(clothed_avatar, anny_body, tmp_path):
+    """A second JOINTS/WEIGHTS set keeps all of anny's (up to seven) weights: no posing error."""
+    path, avatar = clothed_avatar
+    result = export_glb(
+        path, tmp_path / "eight.glb", ExportOptions(motion=str(WAVE), end=0.2, influences=8, preview=False)
+    )
+    glb = read_glb(result.output)
+    attributes = glb.document["meshes"][0]["primitives"][0]["attributes"]
+    assert {"JOINTS_0", "JOINTS_1", "WEIGHTS_0", "WEIGHTS_1"} <= set(attributes)
+    assert result.skinning_error_max < 1e-4
+    with pytest.raises(UserError, match="influences"):
+        export_glb(path, tmp_path / "six.glb", ExportOptions(influences=6))

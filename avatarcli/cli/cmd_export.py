@@ -23,6 +23,9 @@ def register(app: typer.Typer) -> None:
         loop: int = typer.Option(1, "--loop", help="Play the motion this many times."),
         in_place: bool = typer.Option(False, "--in-place", help="Remove horizontal root motion."),
         mapping: Path = typer.Option(None, "--mapping", help="JSON/YAML joint map {source: smplx_joint}."),
+        influences: int = typer.Option(
+            4, "--influences", help="Joints per vertex: 4 (every viewer) or 8 (exact; Blender, not three.js)."
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
     ) -> None:
@@ -37,6 +40,7 @@ def register(app: typer.Typer) -> None:
         opts = ExportOptions(
             motion=str(motion) if motion else None, fps=fps, start=start, end=end, loop=loop,
             in_place=in_place, mapping=str(mapping) if mapping else None, overwrite=overwrite,
+            influences=influences,
         )  # fmt: skip
         with progress() as bar:
             task = bar.add_task("exporting", total=4, status="")

@@ -2,7 +2,8 @@
 
 Why our own writer: trimesh writes textured meshes but not skins or animations, and no other
 dependency does. The subset written here is what Blender, three.js and Unity's importers read:
-a triangle mesh with POSITION / NORMAL / TEXCOORD_0 / JOINTS_0 / WEIGHTS_0 (four influences),
+a triangle mesh with POSITION / NORMAL / TEXCOORD_0 / JOINTS_0 / WEIGHTS_0 (four influences;
+eight with JOINTS_1 / WEIGHTS_1, which Blender reads and three.js ignores),
 a skin whose joints are a node hierarchy (rest offsets as translations, identity rotations),
 one PNG base-colour texture, and one animation (a rotation channel per joint, LINEAR, plus the
 root's translation). :func:`read_glb` and :func:`pose_glb` read that subset back, so the file's
@@ -39,8 +40,8 @@ class SkinnedMesh:
     normals: np.ndarray  # (V, 3) float, unit
     uv: np.ndarray  # (V, 2) float, v = 0 at the texture's top row (glTF's convention too)
     triangles: np.ndarray  # (F, 3) int, counter-clockwise seen from outside
-    joints: np.ndarray  # (V, 4) int, joint indices
-    weights: np.ndarray  # (V, 4) float, rows sum to 1
+    joints: np.ndarray  # (V, 4·k) int, joint indices (k sets of four)
+    weights: np.ndarray  # (V, 4·k) float, rows sum to 1
     joint_names: tuple[str, ...]
     parents: tuple[int, ...]  # -1 for the root; every parent before its children
     joint_positions: np.ndarray  # (J, 3)
@@ -99,14 +100,18 @@ def glb_bytes(mesh: SkinnedMesh, clip: SkeletonClip | None = None, generator: st
         raise ValueError("one parent and one rest position per joint")
     if mesh.joints.max(initial=0) >= n_joints or n_joints > 255:
         raise ValueError("joint indices must address at most 255 joints")
+    if mesh.joints.shape != mesh.weights.shape or mesh.joints.shape[1] % 4:
+        raise ValueError("joints and weights must be (V, 4·k) alike")
     buf = _Buffer()
     attributes = {
         "POSITION": buf.accessor(mesh.positions, "VEC3", _FLOAT, _ARRAY_BUFFER),
         "NORMAL": buf.accessor(mesh.normals, "VEC3", _FLOAT, _ARRAY_BUFFER),
         "TEXCOORD_0": buf.accessor(mesh.uv, "VEC2", _FLOAT, _ARRAY_BUFFER),
-        "JOINTS_0": buf.accessor(mesh.joints, "VEC4", _UBYTE, _ARRAY_BUFFER),
-        "WEIGHTS_0": buf.accessor(mesh.weights, "VEC4", _FLOAT, _ARRAY_BUFFER),
     }
+    for k in range(mesh.joints.shape[1] // 4):
+        block = slice(4 * k, 4 * k + 4)
+        attributes[f"JOINTS_{k}"] = buf.accessor(mesh.joints[:, block], "VEC4", _UBYTE, _ARRAY_BUFFER)
+        attributes[f"WEIGHTS_{k}"] = buf.accessor(mesh.weights[:, block], "VEC4", _FLOAT, _ARRAY_BUFFER)
     indices = buf.accessor(mesh.triangles.reshape(-1), "SCALAR", _UINT, _ELEMENT_ARRAY_BUFFER)
     rest = np.asarray(mesh.joint_positions, dtype=np.float64)
     inverse_bind = np.tile(np.eye(4), (n_joints, 1, 1))
@@ -254,12 +259,13 @@ def _quaternion_matrix(q: np.ndarray) -> np.ndarray:
 def pose_glb(glb: GLB, frame: int | None = None) -> np.ndarray:
     """The skinned mesh's vertices (V, 3) at key ``frame`` of the first animation (None: at rest),
     computed from the file alone as a glTF viewer would: node transforms from the channels, joint
-    matrices = world × inverse bind, four weighted influences per vertex."""
+    matrices = world × inverse bind, every JOINTS_k / WEIGHTS_k set of influences."""
     doc = glb.document
     primitive = doc["meshes"][0]["primitives"][0]["attributes"]
     positions = glb.accessor(primitive["POSITION"]).astype(np.float64)
-    joints = glb.accessor(primitive["JOINTS_0"]).astype(np.int64)
-    weights = glb.accessor(primitive["WEIGHTS_0"]).astype(np.float64)
+    sets = sorted(int(name[len("JOINTS_") :]) for name in primitive if name.startswith("JOINTS_"))
+    joints = np.concatenate([glb.accessor(primitive[f"JOINTS_{k}"]) for k in sets], 1).astype(np.int64)
+    weights = np.concatenate([glb.accessor(primitive[f"WEIGHTS_{k}"]) for k in sets], 1).astype(np.float64)
     skin = doc["skins"][0]
     inverse_bind = glb.accessor(skin["inverseBindMatrices"]).reshape(-1, 4, 4).transpose(0, 2, 1)
     nodes = doc["nodes"]

@@ -3,8 +3,9 @@ three.js — optionally carrying a motion as its animation.
 
 What the file holds: the avatar's body at rest (its shape and clothing offsets baked into the
 mesh), split where the UV layout has seams, skinned to the body's 55 joints with its four
-strongest weights per vertex (glTF's common limit), the colour texture, and with ``--motion``
-the retargeted clip as joint rotations plus root translation. Posing it in a viewer is then the
+strongest weights per vertex (glTF's common limit; ``influences=8`` keeps all of anny's, for
+Blender), the colour texture, and with ``--motion`` the retargeted clip as joint rotations plus
+root translation. Posing it in a viewer is then the
 same linear blend skinning the tool uses. What it cannot hold is said in the result's notes:
 view-dependent colour from kept photos and neural renderers (the file has the merged colour
 texture they start from), and SMPL-X's pose-corrective shapes.
@@ -25,8 +26,9 @@ import torch
 from avatarcli.errors import UserError
 
 ProgressFn = Callable[[int, int, str], None]
-#: influences per vertex in the file (glTF's JOINTS_0 / WEIGHTS_0; viewers read no more)
-INFLUENCES = 4
+#: influences per vertex in the file: 4 (JOINTS_0 / WEIGHTS_0, which every viewer reads) or 8
+#: (a second set, which Blender reads and three.js ignores)
+INFLUENCES = (4, 8)
 
 
 @dataclass
@@ -40,6 +42,7 @@ class ExportOptions:
     mapping: str | None = None
     overwrite: bool = False
     preview: bool = True
+    influences: int = 4
 
 
 @dataclass
@@ -79,7 +82,7 @@ def _millimetres(metres: float | None, digits: int) -> float | None:
     return None if metres is None else round(metres * 1000, digits)
 
 
-def strongest_influences(weights: torch.Tensor, count: int = INFLUENCES) -> tuple[np.ndarray, np.ndarray]:
+def strongest_influences(weights: torch.Tensor, count: int = 4) -> tuple[np.ndarray, np.ndarray]:
     """Each vertex's ``count`` largest skinning weights (V, J) → joint indices and weights (V, count),
     renormalised to sum to 1."""
     top = weights.float().topk(count, dim=1)
@@ -149,6 +152,8 @@ def export_glb(
     from avatarcli.pipelines.posing import load_avatar_with_body
 
     opts = opts or ExportOptions()
+    if opts.influences not in INFLUENCES:
+        raise UserError(f"--influences {opts.influences}: choose 4 (every viewer) or 8 (Blender; exact)")
     target = Path(output)
     if target.suffix.lower() != ".glb":
         raise UserError(f"{target}: avatar export writes binary glTF; name the output .glb")
@@ -169,7 +174,7 @@ def export_glb(
     layout = avatar_uv_layout(avatar, body)
     faces = body.faces.cpu().numpy()
     source, uv_index, triangles = split_uv_seams(faces, layout.uv_faces.cpu().numpy())
-    joint_ids, weights = strongest_influences(body.skin_weights)
+    joint_ids, weights = strongest_influences(body.skin_weights, opts.influences)
     mesh = SkinnedMesh(
         positions=rest_vertices[source].astype(np.float32),
         normals=vertex_normals(rest_vertices, faces)[source].astype(np.float32),
