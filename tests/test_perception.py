@@ -210,11 +210,30 @@ def test_overrides_skip_the_detector_and_results_are_cached(tmp_path, monkeypatc
     assert len(cached) == 1
     again = perceive(img, mask=mask, keypoints=kp)
     np.testing.assert_array_equal(again.keypoints, first.keypoints)
-    np.testing.assert_allclose(again.mask, first.mask, atol=1 / 255)
+    np.testing.assert_array_equal(again.mask, first.mask)
     # a different override is a different cache entry
     _write_openpose(kp, _person(0.9))
     perceive(img, mask=mask, keypoints=kp)
     assert len(list((tmp_path / "cache" / "perception").glob("*.npz"))) == 2
+
+
+def test_a_rerun_from_the_cache_sees_the_first_runs_very_mask(tmp_path, monkeypatch):
+    """The segmentation's soft mask is handed out in the cache's 1/255 steps on the first run too:
+    a rerun, which reads the cache, must not differ by a rounding."""
+    import avatarcli.perception.detector as detector
+    from avatarcli.perception import perceive
+
+    img, _, kp = _photo_with_overrides(tmp_path)
+    soft = np.zeros((460, 400), np.float32)
+    soft[30:420, 150:250] = np.random.default_rng(0).uniform(0.2, 1.0, (390, 100))
+    found = detector.Detection(body=np.zeros((25, 3)), left_hand=None, right_hand=None, face=None, mask=soft)
+    monkeypatch.setattr(detector, "detect_person", lambda _image: found)
+    first = perceive(img, keypoints=kp)  # keypoints from the file, the mask from "mediapipe"
+    assert first.mask_source == "mediapipe"
+    again = perceive(img, keypoints=kp)
+    np.testing.assert_array_equal(again.mask, first.mask)
+    assert again.mask.dtype == first.mask.dtype == np.float32
+    assert np.abs(first.mask - soft).max() <= 0.5 / 255 + 1e-7
 
 
 def test_missing_feet_warn_but_missing_knees_refuse(tmp_path):

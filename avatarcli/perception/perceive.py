@@ -116,6 +116,12 @@ def _cache_key(image_bytes: bytes, extra_files: list[Path | None]) -> str:
     return h.hexdigest()
 
 
+def as_cached(mask: np.ndarray) -> np.ndarray:
+    """The mask in the 1/255 steps the cache stores it in, so that a first run and every rerun
+    (which reads the cache) see the very same mask: same seed, same result."""
+    return np.round(np.clip(mask, 0, 1) * 255).astype(np.uint8).astype(np.float32) / np.float32(255.0)
+
+
 def _save_cache(path: Path, p: Perception) -> None:
     from avatarcli.io_utils import atomic_write
 
@@ -136,7 +142,7 @@ def _load_cache(path: Path, image: np.ndarray, image_path: str, digest: str) -> 
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(bytes(z["meta"]).decode())
-            mask = z["mask"].astype(np.float32) / 255.0
+            mask = z["mask"].astype(np.float32) / np.float32(255.0)
             if mask.shape != image.shape[:2]:
                 return None
             return Perception(
@@ -229,7 +235,7 @@ def perceive(
     _check_person(body, str(path), warnings)
     result = Perception(
         image=image,
-        mask=np.clip(person_mask, 0, 1).astype(np.float32),
+        mask=as_cached(person_mask),
         keypoints=body.astype(np.float32),
         left_hand=left_hand,
         right_hand=right_hand,
