@@ -248,21 +248,9 @@ def test_time_poses(body, frames, times, train, test, steps):
     the training frames were refined against each other (the training frames stay where they
     are): test-time pose optimisation, the protocol of Anim-NeRF and InstantAvatar on
     PeopleSnapshot. The test photo is read for the pose only; the avatar never sees it."""
-    from avatarcli.fitting.photometric import PhotometricSettings, refine_poses, time_neighbours
+    from avatarcli.pipelines.video_avatar import refine_frames
 
-    d_pose, d_transl, record = refine_poses(
-        body,
-        frames.shape,
-        frames.poses,
-        frames.transl,
-        frames.cameras,
-        frames.photos,
-        frames.masks,
-        time_neighbours(times, train, test),
-        PhotometricSettings(steps=steps),
-    )
-    poses = frames.poses + d_pose.to(frames.poses)
-    return replace(frames, poses=poses, transl=frames.transl + d_transl.to(frames.transl)), record
+    return refine_frames(body, frames, times, steps, indices=test, against=train)
 
 
 def evaluate_split(name, body, frames, train, test, opts, variants, times=None, test_time=False) -> dict:

@@ -7,29 +7,20 @@ import json
 import imageio.v2 as imageio
 import numpy as np
 import pytest
-import torch
+from outfit_avatar import outfit_avatar  # shared test helper
 
-from avatarcli.avatar_file import Avatar, save_avatar
+from avatarcli.avatar_file import save_avatar
 from avatarcli.cli.main import main
 from avatarcli.errors import UserError
 from avatarcli.media import open_frame_sink, parse_background
 from avatarcli.pipelines.animate import AnimateOptions, animate
-from avatarcli.pipelines.synthetic import outfit_texture
 
 EXAMPLES = __import__("pathlib").Path(__file__).resolve().parents[1] / "examples"
 
 
 @pytest.fixture(scope="module")
 def avatar_file(anny_body, tmp_path_factory):
-    tex = outfit_texture(anny_body, 128)
-    avatar = Avatar(
-        body_backend="anny",
-        body_model_id=anny_body.model_id,
-        shape=torch.zeros(anny_body.num_shape),
-        uv_layout="anny",
-        textures={"rgb": (tex.permute(1, 2, 0) * 255).round().to(torch.uint8)},
-    )
-    return save_avatar(avatar, tmp_path_factory.mktemp("av") / "gt.pt")
+    return save_avatar(outfit_avatar(anny_body, 128), tmp_path_factory.mktemp("av") / "gt.pt")
 
 
 def test_turntable_gif_and_json(avatar_file, tmp_path, capsys):

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from outfit_avatar import outfit_avatar  # shared test helper
 
 from avatarcli.avatar_file import Avatar, save_avatar
 from avatarcli.cli.main import main
 from avatarcli.errors import UserError
 from avatarcli.media.gltf import pose_glb, read_glb
 from avatarcli.pipelines.export import ExportOptions, export_glb, split_uv_seams, strongest_influences
-from avatarcli.pipelines.synthetic import outfit_texture
 
 WAVE = Path(__file__).resolve().parents[1] / "examples" / "motions" / "wave.npz"
 
@@ -25,14 +25,11 @@ WAVE = Path(__file__).resolve().parents[1] / "examples" / "motions" / "wave.npz"
 def clothed_avatar(anny_body, tmp_path_factory):
     """The synthetic outfit on a non-default shape with small clothing offsets (both must be baked
     into the file's rest mesh)."""
-    tex = outfit_texture(anny_body, 64)
     generator = torch.Generator().manual_seed(0)
-    avatar = Avatar(
-        body_backend="anny",
-        body_model_id=anny_body.model_id,
+    avatar = outfit_avatar(
+        anny_body,
+        64,
         shape=torch.randn(anny_body.num_shape, generator=generator) * 0.5,
-        uv_layout="anny",
-        textures={"rgb": (tex.permute(1, 2, 0) * 255).round().to(torch.uint8)},
         clothing_offsets=torch.randn(anny_body.num_vertices, 3, generator=generator) * 0.005,
     )
     return save_avatar(avatar, tmp_path_factory.mktemp("export") / "person.pt"), avatar
@@ -174,14 +171,7 @@ def test_cli_export_json_and_mistakes(clothed_avatar, tmp_path, capsys):
 
 
 def test_what_the_file_cannot_hold_is_named(anny_body, tmp_path):
-    tex = (outfit_texture(anny_body, 32).permute(1, 2, 0) * 255).round().to(torch.uint8)
-    avatar = Avatar(
-        body_backend="anny",
-        body_model_id=anny_body.model_id,
-        shape=torch.zeros(anny_body.num_shape),
-        uv_layout="anny",
-        textures={"rgb": tex, "neural": torch.zeros(16, 32, 32, dtype=torch.float16)},
-    )
+    avatar = outfit_avatar(anny_body, 32, textures={"neural": torch.zeros(16, 32, 32, dtype=torch.float16)})
     path = save_avatar(avatar, tmp_path / "neural.pt")
     result = export_glb(path, tmp_path / "neural.glb", ExportOptions(preview=False))
     assert result.preview is None and any("neural renderer" in note for note in result.notes)

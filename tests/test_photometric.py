@@ -103,3 +103,15 @@ def test_refine_frames_lends_corrections_to_frames_it_may_not_read(anny_body, fr
     assert report["frames"] == 2 and report["settings"]["steps"] == 3
     with pytest.raises(UserError, match="photometric"):
         VideoAvatarOptions(photometric_steps=-1).check()
+
+
+def test_refine_frames_against_other_frames_moves_only_the_refined(anny_body, frames):
+    """Test-time pose refinement (the eval's --test-time-poses): the middle frame is refined
+    against frames 0 and 2, which are not refined and do not move."""
+    wrong = frames.poses.clone()
+    wrong[1, 0, 2] += 0.03
+    rolled = FittedFrames(**{**frames.__dict__, "poses": wrong})
+    refined, report = refine_frames(anny_body, rolled, [0.0, 1.0, 2.0], 3, indices=[1], against=[0, 2])
+    moved = refined.poses - wrong
+    assert float(moved[[0, 2]].abs().sum()) == 0.0 and float(moved[1].abs().sum()) > 0
+    assert report["frames"] == 1

@@ -6,27 +6,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from outfit_avatar import outfit_avatar  # shared test helper
 from PIL import Image
 
-from avatarcli.avatar_file import Avatar, save_avatar
+from avatarcli.avatar_file import save_avatar
 from avatarcli.body.joints import JOINT_INDEX, NUM_JOINTS
 from avatarcli.cli.main import main
 from avatarcli.fitting import Fit, save_fit
 from avatarcli.pipelines.render_still import pose_from_file, render_still
-from avatarcli.pipelines.synthetic import outfit_texture, synthetic_person
+from avatarcli.pipelines.synthetic import synthetic_person
 from avatarcli.render import framing_camera
 
 
 @pytest.fixture(scope="module")
 def avatar(anny_body, tmp_path_factory):
-    tex = outfit_texture(anny_body, 64)
-    made = Avatar(
-        body_backend="anny",
-        body_model_id=anny_body.model_id,
-        shape=torch.zeros(anny_body.num_shape),
-        uv_layout="anny",
-        textures={"rgb": (tex.permute(1, 2, 0) * 255).round().to(torch.uint8)},
-    )
+    made = outfit_avatar(anny_body, 64)
     return save_avatar(made, tmp_path_factory.mktemp("pose") / "a.pt"), made
 
 

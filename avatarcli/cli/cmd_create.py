@@ -42,17 +42,6 @@ def _view_colour(flag: bool | None) -> str:
     return "auto" if flag is None else "on" if flag else "off"
 
 
-def _stage_progress(bar):
-    tasks: dict[str, int] = {}
-
-    def report(stage: str, done: int, total: int) -> None:
-        if stage not in tasks:
-            tasks[stage] = bar.add_task(f"  {stage}", total=total, status="")
-        bar.update(tasks[stage], completed=done, total=total)
-
-    return report
-
-
 def register(app: typer.Typer) -> None:
     common = dict(
         method=typer.Option("rgb", "--method", help="rgb (no weights), dinar or stylepeople (need weights)."),
@@ -160,7 +149,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = common["json_out"],
     ) -> None:
         from avatarcli.cli.app import state
-        from avatarcli.cli.output import console, print_json, progress
+        from avatarcli.cli.output import console, print_json, progress, stage_progress
         from avatarcli.errors import UserError
         from avatarcli.pipelines.create import create_avatar, create_batch, expand_inputs
         from avatarcli.runtime import resolve_device, seed_everything
@@ -201,7 +190,7 @@ def register(app: typer.Typer) -> None:
         if (mask or keypoints or fit) and len(inputs) != 1:
             raise UserError("--mask, --keypoints and --fit apply to a single photo")
         with progress() as bar:
-            stages = _stage_progress(bar)
+            stages = stage_progress(bar)
             if single or mask or keypoints or fit:
                 result = create_avatar(inputs, output, opts, device=device, progress=stages)
                 items = None
@@ -259,7 +248,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = common["json_out"],
     ) -> None:
         from avatarcli.cli.app import state
-        from avatarcli.cli.output import console, print_json, progress
+        from avatarcli.cli.output import console, print_json, progress, stage_progress
         from avatarcli.pipelines.create import create_avatar, expand_inputs
         from avatarcli.runtime import resolve_device, seed_everything
 
@@ -292,7 +281,7 @@ def register(app: typer.Typer) -> None:
         )  # fmt: skip
         with progress() as bar:
             result = create_avatar(
-                inputs, output, opts, device=resolve_device(state.device), progress=_stage_progress(bar)
+                inputs, output, opts, device=resolve_device(state.device), progress=stage_progress(bar)
             )
         if json_out:
             print_json(result.as_dict())
@@ -302,11 +291,11 @@ def register(app: typer.Typer) -> None:
 
 def _run_video(inputs, output: Path, opts, device, json_out: bool) -> None:
     """A neural avatar from a video or frames (fit per frame, train texture + renderer)."""
-    from avatarcli.cli.output import console, print_json, progress
+    from avatarcli.cli.output import console, print_json, progress, stage_progress
     from avatarcli.pipelines.video_avatar import create_video_avatar
 
     with progress() as bar:
-        result = create_video_avatar(inputs, output, opts, device=device, progress=_stage_progress(bar))
+        result = create_video_avatar(inputs, output, opts, device=device, progress=stage_progress(bar))
     summary = result.as_dict()
     if json_out:
         print_json(summary)

@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
     ) -> None:
         from avatarcli.cli.app import state
-        from avatarcli.cli.output import console, print_json, progress
+        from avatarcli.cli.output import console, print_json, progress, stage_progress
         from avatarcli.pipelines.create import expand_inputs
         from avatarcli.pipelines.fit import fit_photos
         from avatarcli.runtime import resolve_device, seed_everything
@@ -30,13 +30,7 @@ def register(app: typer.Typer) -> None:
         seed_everything(state.seed)
         inputs = expand_inputs(photos)
         with progress() as bar:
-            tasks: dict[str, int] = {}
-
-            def report(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(f"fit: {stage}", total=total, status="")
-                bar.update(tasks[stage], completed=done, total=total)
-
+            report = stage_progress(bar, "fit: {}")
             result = fit_photos(
                 inputs, output, body_name=body, smplx_dir=str(smplx_dir) if smplx_dir else None, iters=iters,
                 mask=str(mask) if mask else None, keypoints=str(keypoints) if keypoints else None,

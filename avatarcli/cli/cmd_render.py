@@ -30,22 +30,15 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
     ) -> None:
         from avatarcli.cli.app import state
-        from avatarcli.cli.output import console, progress
+        from avatarcli.cli.output import console, progress, stage_progress
         from avatarcli.pipelines.render_still import render_still
         from avatarcli.runtime import resolve_device, seed_everything
 
         seed_everything(state.seed)
         with progress() as bar:  # only a photo given as --pose takes long (its fit)
-            tasks: dict[str, int] = {}
-
-            def report(stage: str, done: int, total: int) -> None:
-                if stage not in tasks:
-                    tasks[stage] = bar.add_task(f"fit: {stage}", total=total, status="")
-                bar.update(tasks[stage], completed=done, total=total)
-
             path = render_still(
                 avatar, output, view=view, pose=pose, size=size, background=background,
                 input_index=input_index, shade=shade, neural=False if rgb else None, overwrite=overwrite,
-                device=resolve_device(state.device), progress=report,
+                device=resolve_device(state.device), progress=stage_progress(bar, "fit: {}"),
             )  # fmt: skip
         console().print(f"wrote [bold]{path}[/]")

@@ -44,3 +44,15 @@ def progress():
         console=console(),
         transient=False,
     )
+
+
+def stage_progress(bar, label: str = "  {}"):
+    """``report(stage, done, total)`` for ``bar``: one bar per stage name, labelled ``label``."""
+    tasks: dict[str, int] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(label.format(stage), total=total, status="")
+        bar.update(tasks[stage], completed=done, total=total)
+
+    return report

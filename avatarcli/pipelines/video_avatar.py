@@ -417,12 +417,14 @@ def refine_frames(
     say: ProgressFn | None = None,
     indices: Sequence[int] | None = None,
     borrowers: Sequence[int] = (),
+    against: Sequence[int] | None = None,
 ) -> tuple[FittedFrames, dict]:
     """``frames`` of one video (``times`` per frame) with their poses refined photometrically
     against their neighbours in time (:mod:`avatarcli.fitting.photometric`), and the provenance
-    report. ``indices`` (all by default) are refined; each of ``borrowers`` — frames whose photos
-    may not be used — takes the correction of the refined frames before and after it in time,
-    interpolated linearly."""
+    report. ``indices`` (all by default) are refined, each against its nearest frames of
+    ``against`` (by default the refined frames themselves; others stay where they are); each of
+    ``borrowers`` — frames whose photos may not be used — takes the correction of the refined
+    frames before and after it in time, interpolated linearly."""
     from avatarcli.fitting.photometric import (
         PhotometricSettings,
         borrow_corrections,
@@ -440,7 +442,7 @@ def refine_frames(
         frames.cameras,
         frames.photos,
         frames.masks,
-        time_neighbours(times, chosen, chosen),
+        time_neighbours(times, chosen if against is None else list(against), chosen),
         PhotometricSettings(steps=steps),
         lambda done, total: report("pose refinement", done, total),
     )
