@@ -119,9 +119,10 @@ def _png(texture: torch.Tensor) -> bytes:
     return out.getvalue()
 
 
-def _clip(body, shape: torch.Tensor, rest_joints: torch.Tensor, opts: ExportOptions):
-    """The retargeted motion as glTF rotations (x, y, z, w) and the root's path, plus the tool's own
-    posed vertices for a sample of frames (to measure what the file's skinning loses)."""
+def _clip(body, rest_joints: torch.Tensor, opts: ExportOptions):
+    """The retargeted motion as a :class:`SkeletonClip` (glTF's (x, y, z, w) rotations, the root's
+    path), and its poses and translations for the tool's own posing (what the file is checked
+    against)."""
     from avatarcli.body.kinematics import axis_angle_to_matrix, matrix_to_quaternion
     from avatarcli.media.gltf import SkeletonClip
     from avatarcli.pipelines.animate import AnimateOptions, motion_poses
@@ -191,7 +192,7 @@ def export_glb(
     clip = pose = transl = None
     if opts.motion:
         report(2, 4, "motion")
-        clip, pose, transl = _clip(body, shape, rest_joints, opts)
+        clip, pose, transl = _clip(body, rest_joints, opts)
     report(3, 4, "writing")
     write_glb(target, mesh, clip, overwrite=opts.overwrite)
     result = ExportResult(
