@@ -215,3 +215,49 @@ def test_eight_influences_pose_exactly(clothed_avatar, anny_body, tmp_path):
     assert result.skinning_error_max < 1e-4
     with pytest.raises(UserError, match="influences"):
         export_glb(path, tmp_path / "six.glb", ExportOptions(influences=6))
+
+
+def test_refine_steps_rebuild_the_texture_from_kept_photos(anny_body, tmp_path):
+    """An avatar that keeps its photos (here two synthetic ones, exact fits) but whose file texture
+    is flat grey: --refine-steps rebuilds the exported texture from the photos."""
+    import io
+
+    from PIL import Image
+
+    from avatarcli.pipelines.synthetic import synthetic_person
+    from avatarcli.texture.view_dependent import ViewPhotos, to_avatar_textures
+
+    people = [synthetic_person(anny_body, size=(96, 144), texture_size=64, yaw_deg=y) for y in (0.0, 180.0)]
+    with torch.no_grad():
+        vertices = torch.cat([anny_body(shape=p.shape[None], pose=p.pose[None]).vertices for p in people])
+    kept = ViewPhotos(
+        photos=torch.stack([torch.from_numpy(p.image).permute(2, 0, 1).float() / 255 for p in people]),
+        masks=torch.stack([torch.from_numpy(p.mask)[None].float() / 255 for p in people]),
+        K=torch.cat([p.camera.K for p in people]),
+        R=torch.cat([p.camera.R for p in people]),
+        t=torch.cat([p.camera.t for p in people]),
+        vertices=vertices,
+    )
+    grey = torch.full((64, 64, 3), 128, dtype=torch.uint8)
+    path = save_avatar(
+        outfit_avatar(anny_body, 64, textures={"rgb": grey, **to_avatar_textures(kept)}), tmp_path / "kept.pt"
+    )
+    plain = export_glb(path, tmp_path / "plain.glb", ExportOptions(preview=False))
+    assert any("--refine-steps" in note for note in plain.notes)
+    result = export_glb(path, tmp_path / "rebuilt.glb", ExportOptions(preview=False, refine_steps=4))
+    assert any("rebuilt" in note for note in result.notes)
+    glb = read_glb(result.output)
+    png = glb.view_bytes(glb.document["images"][0]["bufferView"])
+    texture = np.asarray(Image.open(io.BytesIO(png))).astype(int)
+    truth = (people[0].texture.permute(1, 2, 0).numpy() * 255).round().astype(int)
+    from avatarcli.texture import body_texel_maps
+
+    used = body_texel_maps(anny_body, 64).mask.reshape(64, 64).numpy() > 0  # texels on the body
+    error, grey_error = np.abs(texture - truth)[used].mean(), np.abs(128 - truth)[used].mean()
+    assert error < 0.65 * grey_error, (error, grey_error)  # 0.53 measured
+    with pytest.raises(UserError, match="keeps none"):
+        export_glb(
+            save_avatar(outfit_avatar(anny_body, 32), tmp_path / "none.pt"),
+            tmp_path / "none.glb",
+            ExportOptions(refine_steps=4),
+        )

@@ -26,6 +26,11 @@ def register(app: typer.Typer) -> None:
         influences: int = typer.Option(
             4, "--influences", help="Joints per vertex: 4 (every viewer) or 8 (exact; Blender, not three.js)."
         ),
+        refine_steps: int = typer.Option(
+            0,
+            "--refine-steps",
+            help="Rebuild the texture from the kept photos, refined N steps (64: sharper).",
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
     ) -> None:
@@ -40,7 +45,7 @@ def register(app: typer.Typer) -> None:
         opts = ExportOptions(
             motion=str(motion) if motion else None, fps=fps, start=start, end=end, loop=loop,
             in_place=in_place, mapping=str(mapping) if mapping else None, overwrite=overwrite,
-            influences=influences,
+            influences=influences, refine_steps=refine_steps,
         )  # fmt: skip
         with progress() as bar:
             task = bar.add_task("exporting", total=4, status="")

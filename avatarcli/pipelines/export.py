@@ -43,6 +43,9 @@ class ExportOptions:
     overwrite: bool = False
     preview: bool = True
     influences: int = 4
+    #: > 0: rebuild the colour texture from the avatar's kept photos with this many refinement
+    #: steps (sharper where the photos look; see :func:`texture_from_kept_photos`)
+    refine_steps: int = 0
 
 
 @dataclass
@@ -155,6 +158,8 @@ def export_glb(
     opts = opts or ExportOptions()
     if opts.influences not in INFLUENCES:
         raise UserError(f"--influences {opts.influences}: choose 4 (every viewer) or 8 (Blender; exact)")
+    if opts.refine_steps < 0:
+        raise UserError(f"--refine-steps must be ≥ 0, not {opts.refine_steps}")
     target = Path(output)
     if target.suffix.lower() != ".glb":
         raise UserError(f"{target}: avatar export writes binary glTF; name the output .glb")
@@ -176,6 +181,11 @@ def export_glb(
     faces = body.faces.cpu().numpy()
     source, uv_index, triangles = split_uv_seams(faces, layout.uv_faces.cpu().numpy())
     joint_ids, weights = strongest_influences(body.skin_weights, opts.influences)
+    texture = avatar.textures["rgb"]
+    if opts.refine_steps > 0:
+        texture = texture_from_kept_photos(
+            avatar, body, layout, opts.refine_steps, lambda message: report(1, 4, f"texture: {message}")
+        )
     mesh = SkinnedMesh(
         positions=rest_vertices[source].astype(np.float32),
         normals=vertex_normals(rest_vertices, faces)[source].astype(np.float32),
@@ -186,7 +196,7 @@ def export_glb(
         joint_names=tuple(SMPLX_JOINT_NAMES),
         parents=tuple(SMPLX_PARENTS),
         joint_positions=rest_joints.numpy().astype(np.float32),
-        texture_png=_png(avatar.textures["rgb"]),
+        texture_png=_png(texture),
         name=Path(avatar_path).stem,
     )
     clip = pose = transl = None
@@ -201,11 +211,11 @@ def export_glb(
         vertices=len(source),
         triangles=len(triangles),
         joints=len(SMPLX_JOINT_NAMES),
-        texture_size=int(avatar.textures["rgb"].shape[0]),
+        texture_size=int(texture.shape[0]),
         frames=0 if clip is None else int(clip.rotations.shape[0]),
         fps=None if clip is None else float(clip.fps),
         seconds=0.0,
-        notes=_notes(avatar, body),
+        notes=_notes(avatar, body, opts.refine_steps),
     )
     glb = read_glb(target)  # what a viewer will see, read back from the file itself
     if pose is not None:
@@ -218,16 +228,59 @@ def export_glb(
         result.skinning_error_max = float(np.max(errors))
         result.skinning_error_mean = float(np.mean(errors))
     if opts.preview:
-        result.preview = _write_preview(glb, target, avatar.textures["rgb"], pose is not None)
+        result.preview = _write_preview(glb, target, texture, pose is not None)
     report(4, 4, "done")
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _notes(avatar, body) -> list[str]:
+def texture_from_kept_photos(avatar, body, layout, steps: int, progress=None) -> torch.Tensor:
+    """A view-dependent avatar's single colour texture (T, T, 3) uint8, rebuilt from its kept
+    photos and refined ``steps`` steps through the render.
+
+    Why: an avatar that keeps its photos draws from them, so ``avatar merge``/``create --video``
+    skip refining the texture that only fills what no photo saw; exported, that texture is all
+    there is. On 4 iPER turn frames (256²) 64 steps redraw the photos at 21.16 dB / 0.771 instead
+    of 20.33 / 0.668 (25 s); a view none of them saw scores the same (−0.03 dB)."""
+    from avatarcli.render import Camera
+    from avatarcli.texture import body_texel_maps
+    from avatarcli.texture.build import TextureView, build_rgb_texture
+    from avatarcli.texture.view_dependent import from_avatar_textures
+
+    kept = from_avatar_textures(avatar.textures, body.num_vertices)
+    if kept is None:
+        raise UserError(
+            "--refine-steps rebuilds the texture from the photos an avatar keeps, and this one keeps "
+            "none (avatar merge of ≥ 2 photos and avatar create --video keep them)"
+        )
+    height, width = kept.photos.shape[-2:]
+    views = [
+        TextureView(
+            kept.vertices[i : i + 1],
+            Camera(kept.K[i], kept.R[i], kept.t[i], width, height),
+            kept.photos[i : i + 1],
+            kept.masks[i, 0] > 0.5,
+        )
+        for i in range(len(kept.photos))
+    ]
+    own = avatar.uv_layout == body.name
+    size = avatar.texture_size
+    maps = body_texel_maps(body, size, avatar.shape.reshape(1, -1), layout=None if own else layout)
+    built = build_rgb_texture(
+        body, views, texture_size=size, refine_steps=steps, maps=maps, progress=progress
+    )
+    return (built.texture.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
+def _notes(avatar, body, refine_steps: int = 0) -> list[str]:
     notes = []
-    if any(key.startswith("view_") for key in avatar.textures):
-        notes.append("view-dependent colour (the kept photos) is not in the file: it has the merged texture")
+    if refine_steps > 0:
+        notes.append(f"the colour texture was rebuilt from the kept photos and refined {refine_steps} steps")
+    elif any(key.startswith("view_") for key in avatar.textures):
+        notes.append(
+            "view-dependent colour (the kept photos) is not in the file: it has the merged texture "
+            "(--refine-steps 64 rebuilds a sharper one from the photos)"
+        )
     if avatar.renderer is not None or avatar.has_neural_texture:
         notes.append(
             "the neural renderer is not in the file: it has the colour texture the renderer starts from"
