@@ -26,19 +26,26 @@ ProgressFn = Callable[[int, int, str], None]
 
 
 @dataclass
-class AnimateOptions:
-    motion: str | None = None
-    turntable: bool = False
-    view: str = "front"
-    orbit: bool = False
-    size: int = 512
-    background: str | None = "white"
+class MotionEdits:
+    """How a motion file is cut, retimed, repeated and mapped before it drives the body
+    (``avatar animate`` and ``avatar export`` share these)."""
+
     fps: float | None = None
     start: float | None = None
     end: float | None = None
     loop: int = 1
     in_place: bool = False
     mapping: str | None = None
+
+
+@dataclass
+class AnimateOptions(MotionEdits):
+    motion: str | None = None
+    turntable: bool = False
+    view: str = "front"
+    orbit: bool = False
+    size: int = 512
+    background: str | None = "white"
     turntable_seconds: float = 4.0
     batch: int = 8
     shade: bool = False
@@ -66,7 +73,7 @@ class AnimateResult:
 
 
 def motion_poses(
-    motion: str | os.PathLike, body, opts: AnimateOptions
+    motion: str | os.PathLike, body, opts: MotionEdits
 ) -> tuple[torch.Tensor, torch.Tensor, float]:
     """Load and edit a motion file, then retarget it: pose (T, 55, 3), transl (T, 3), fps."""
     from avatarcli.motion import load_motion, retarget

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from avatarcli.errors import UserError
+from avatarcli.pipelines.animate import MotionEdits
 
 ProgressFn = Callable[[int, int, str], None]
 #: influences per vertex in the file: 4 (JOINTS_0 / WEIGHTS_0, which every viewer reads) or 8
@@ -32,14 +33,8 @@ INFLUENCES = (4, 8)
 
 
 @dataclass
-class ExportOptions:
+class ExportOptions(MotionEdits):
     motion: str | None = None
-    fps: float | None = None
-    start: float | None = None
-    end: float | None = None
-    loop: int = 1
-    in_place: bool = False
-    mapping: str | None = None
     overwrite: bool = False
     preview: bool = True
     influences: int = 4
@@ -128,13 +123,9 @@ def _clip(body, rest_joints: torch.Tensor, opts: ExportOptions):
     against)."""
     from avatarcli.body.kinematics import axis_angle_to_matrix, matrix_to_quaternion
     from avatarcli.media.gltf import SkeletonClip
-    from avatarcli.pipelines.animate import AnimateOptions, motion_poses
+    from avatarcli.pipelines.animate import motion_poses
 
-    edits = AnimateOptions(
-        motion=opts.motion, fps=opts.fps, start=opts.start, end=opts.end, loop=opts.loop,
-        in_place=opts.in_place, mapping=opts.mapping,
-    )  # fmt: skip
-    pose, transl, fps = motion_poses(opts.motion, body, edits)
+    pose, transl, fps = motion_poses(opts.motion, body, opts)
     wxyz = matrix_to_quaternion(axis_angle_to_matrix(pose.double()))
     rotations = torch.cat([wxyz[..., 1:], wxyz[..., :1]], -1).numpy()
     root = (rest_joints[0].double() + transl.double()).numpy()
