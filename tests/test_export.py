@@ -261,3 +261,22 @@ def test_refine_steps_rebuild_the_texture_from_kept_photos(anny_body, tmp_path):
             tmp_path / "none.glb",
             ExportOptions(refine_steps=4),
         )
+
+
+def test_an_avatar_in_another_uv_layout_exports_that_layout(anny_body, tmp_path):
+    """An avatar whose texture is in an embedded layout (as --uv-layout makes) carries those UVs."""
+    from avatarcli.pipelines.neural_render import LAYOUT_FACES_KEY, LAYOUT_UV_KEY
+
+    mirrored = anny_body.uv.clone()
+    mirrored[:, 0] = 1.0 - mirrored[:, 0]
+    avatar = outfit_avatar(
+        anny_body, 32, uv_layout="dinar",
+        textures={LAYOUT_UV_KEY: mirrored, LAYOUT_FACES_KEY: anny_body.uv_faces.clone()},
+    )  # fmt: skip
+    result = export_glb(
+        save_avatar(avatar, tmp_path / "cut.pt"), tmp_path / "cut.glb", ExportOptions(preview=False)
+    )
+    glb = read_glb(result.output)
+    uv = glb.accessor(glb.document["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_0"])
+    _, uv_index, _ = split_uv_seams(anny_body.faces.numpy(), anny_body.uv_faces.numpy())
+    assert np.allclose(uv, mirrored.numpy()[uv_index], atol=1e-6)
