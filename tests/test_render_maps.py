@@ -227,6 +227,22 @@ def test_soft_silhouette_chunking_is_exact():
         soft_silhouette(verts, faces, cam, method="blur")
 
 
+def test_soft_silhouette_reuses_a_given_z_buffer_pass_exactly():
+    """The photometric refinement hands over the culled pass it already made: same silhouette."""
+    verts, faces = sphere(2)
+    verts = verts + torch.tensor([0.1, -0.05, 0.0])
+    cam = Camera.look_at((0, 0, 2.5), (0, 0, 0), focal_px=60, size=24)
+    seen = rasterize(verts, faces, cam, cull_backfaces=True).face_index
+    torch.testing.assert_close(
+        soft_silhouette(verts, faces, cam, face_index=seen),
+        soft_silhouette(verts, faces, cam),
+        atol=0,
+        rtol=0,
+    )
+    with pytest.raises(ValueError, match="face_index"):
+        soft_silhouette(verts, faces, cam, face_index=seen[:, :-1])
+
+
 def test_softras_silhouette_interior_is_covered_and_has_gradients():
     verts, faces = sphere(2)
     cam = Camera.look_at((0, 0, 2.5), (0, 0, 0), focal_px=60, size=40)

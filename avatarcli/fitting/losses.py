@@ -92,15 +92,21 @@ class SilhouetteTarget:
 
 
 def dice_loss(
-    vertices: torch.Tensor, faces: torch.Tensor, camera, mask_small: torch.Tensor, sigma: float = 1.0
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    camera,
+    mask_small: torch.Tensor,
+    sigma: float = 1.0,
+    face_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """1 − Dice between the render core's soft silhouette of one mesh and a (h, w) mask.
 
-    ``camera`` must already be scaled to the mask's size (``Camera.scale``).
+    ``camera`` must already be scaled to the mask's size (``Camera.scale``); ``face_index``: the
+    mesh's culled z-buffer pass there, when the caller has one (see ``soft_silhouette``).
     """
     from avatarcli.render.silhouette import soft_silhouette
 
-    soft = soft_silhouette(vertices, faces, camera, sigma=sigma)[0]
+    soft = soft_silhouette(vertices, faces, camera, sigma=sigma, face_index=face_index)[0]
     mask = mask_small.to(soft.dtype)
     return 1.0 - 2.0 * (soft * mask).sum() / (soft.sum() + mask.sum()).clamp_min(1e-6)
 

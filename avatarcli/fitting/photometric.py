@@ -191,7 +191,10 @@ def refine_poses(
         for i in refined:
             mine, own = vertices[slot[i] : slot[i] + 1], prepared[i]
             fragments = fragments_for_faces(mine, faces, own.small_camera, seen[i].face_index)
-            loss = s.silhouette_weight * dice_loss(mine, faces, own.small_camera, own.small_mask)
+            silhouette = dice_loss(
+                mine, faces, own.small_camera, own.small_mask, face_index=seen[i].face_index
+            )
+            loss = s.silhouette_weight * silhouette
             for j in neighbours[i]:
                 theirs, depth = vertices[slot[j] : slot[j] + 1], seen[j].depth[:, None]
                 term = _pair_loss(own, fragments, prepared[j], theirs, depth, faces, s.depth_tolerance)

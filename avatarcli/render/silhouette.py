@@ -45,16 +45,20 @@ def soft_silhouette(
     cull_backfaces: bool = True,
     near: float = 1e-3,
     max_pairs: int = DEFAULT_MAX_PAIRS,
+    face_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Soft coverage (B, H, W) in [0, 1] of meshes (B, V, 3) seen by ``camera``.
 
     ``method`` is ``"distance"`` (sigmoid of the signed distance to the outline) or
-    ``"softras"`` (probabilistic union over faces); see the module docstring.
+    ``"softras"`` (probabilistic union over faces); see the module docstring. ``face_index``
+    (B, H, W): the back-face-culled z-buffer pass of these very meshes (``rasterize(...,
+    cull_backfaces=True).face_index``) when the caller has it already; ``"distance"`` then skips
+    its own.
     """
     if sigma <= 0:
         raise ValueError(f"soft_silhouette: sigma must be positive, got {sigma}")
     if method == "distance":
-        return _distance_silhouette(vertices, faces, camera, sigma, near, max_pairs)
+        return _distance_silhouette(vertices, faces, camera, sigma, near, max_pairs, face_index)
     if method != "softras":
         raise ValueError(f"soft_silhouette: unknown method {method!r}; use 'distance' or 'softras'")
     vertices, faces = check_mesh(vertices, faces)
@@ -121,7 +125,13 @@ def soft_silhouette(
 
 
 def _distance_silhouette(
-    vertices: torch.Tensor, faces: torch.Tensor, camera: Camera, sigma: float, near: float, max_pairs: int
+    vertices: torch.Tensor,
+    faces: torch.Tensor,
+    camera: Camera,
+    sigma: float,
+    near: float,
+    max_pairs: int,
+    face_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     vertices, faces = check_mesh(vertices, faces)
     vertices = broadcast_to_cameras(vertices, camera)
@@ -129,7 +139,11 @@ def _distance_silhouette(
     camera = camera.expand(batch).to(vertices.device)
     height, width = camera.height, camera.width
     xy, z = camera.project(vertices)
-    hard = visible_faces(xy, z, faces, height, width, cull_backfaces=True, near=near) >= 0
+    if face_index is None:
+        face_index = visible_faces(xy, z, faces, height, width, cull_backfaces=True, near=near)
+    elif tuple(face_index.shape) != (batch, height, width):
+        raise ValueError(f"face_index must be ({batch}, {height}, {width}), got {tuple(face_index.shape)}")
+    hard = face_index.to(xy.device) >= 0
     far = torch.full((batch * height * width,), 1e4, dtype=xy.dtype, device=xy.device)
     sign = hard.reshape(-1).to(xy.dtype) * 2.0 - 1.0
     if faces.shape[0] == 0 or num_vertices == 0:
