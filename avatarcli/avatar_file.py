@@ -39,6 +39,11 @@ FORMAT_NAME = "avatarcli-avatar"
 FORMAT_VERSION = 2
 
 
+def rgb_for_file(texture: torch.Tensor) -> torch.Tensor:
+    """A colour texture (3, T, T) in [0, 1] as the file stores it: (T, T, 3) uint8 on the CPU."""
+    return (texture.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().contiguous()
+
+
 @dataclass
 class Avatar:
     """An avatar in memory. Tensors live on the CPU; stages move what they need."""

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from avatarcli._version import __version__
+from avatarcli.avatar_file import rgb_for_file
 from avatarcli.errors import UserError
 
 #: progress(stage, done, total)
@@ -166,10 +167,6 @@ def _photo_tensors(perception, device: torch.device) -> tuple[torch.Tensor, torc
     image = image.permute(2, 0, 1)[None].float() / 255.0
     mask = torch.from_numpy(np.asarray(perception.mask, np.float32) > 0.5).to(device)[None]
     return image, mask
-
-
-def _to_uint8_hw3(texture: torch.Tensor) -> torch.Tensor:
-    return (texture.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().contiguous()
 
 
 def default_output(inputs: Sequence[str | os.PathLike], output: str | os.PathLike | None) -> Path:
@@ -385,7 +382,7 @@ def create_avatar(
             shape=shape[0].cpu(),
             uv_layout=layout.name,
             textures={
-                "rgb": _to_uint8_hw3(texture),
+                "rgb": rgb_for_file(texture),
                 "known": built.exact.to(torch.uint8).cpu(),  # B_smp: hit exactly by a photo pixel
                 "filled": built.seen.to(torch.uint8).cpu(),  # B_fill: sampled + the 3×3 ring
                 **_layout_entries(opts.uv_layout, layout),

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from avatarcli.avatar_file import rgb_for_file
 from avatarcli.errors import UserError
 from avatarcli.pipelines.animate import MotionEdits
 
@@ -98,17 +99,6 @@ def split_uv_seams(faces: np.ndarray, uv_faces: np.ndarray) -> tuple[np.ndarray,
     return unique[:, 0], unique[:, 1], inverse.reshape(-1, 3)
 
 
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals (V, 3)."""
-    a, b, c = (vertices[faces[:, k]] for k in range(3))
-    face_normals = np.cross(b - a, c - a)
-    normals = np.zeros_like(vertices)
-    for k in range(3):
-        np.add.at(normals, faces[:, k], face_normals)
-    length = np.linalg.norm(normals, axis=1, keepdims=True)
-    return normals / np.where(length > 0, length, 1.0)
-
-
 def _png(texture: torch.Tensor) -> bytes:
     from PIL import Image
 
@@ -145,6 +135,7 @@ def export_glb(
     from avatarcli.media.gltf import SkinnedMesh, pose_glb, read_glb, write_glb
     from avatarcli.pipelines.neural_render import avatar_uv_layout
     from avatarcli.pipelines.posing import load_avatar_with_body
+    from avatarcli.render import vertex_normals
 
     opts = opts or ExportOptions()
     if opts.influences not in INFLUENCES:
@@ -179,7 +170,7 @@ def export_glb(
         )
     mesh = SkinnedMesh(
         positions=rest_vertices[source].astype(np.float32),
-        normals=vertex_normals(rest_vertices, faces)[source].astype(np.float32),
+        normals=vertex_normals(rest.vertices[0], body.faces)[0].numpy()[source].astype(np.float32),
         uv=layout.uv.cpu().numpy()[uv_index].astype(np.float32),
         triangles=triangles.astype(np.uint32),
         joints=joint_ids[source],
@@ -260,7 +251,7 @@ def texture_from_kept_photos(avatar, body, layout, steps: int, progress=None) ->
     built = build_rgb_texture(
         body, views, texture_size=size, refine_steps=steps, maps=maps, progress=progress
     )
-    return (built.texture.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
+    return rgb_for_file(built.texture)
 
 
 def _notes(avatar, body, refine_steps: int = 0) -> list[str]:

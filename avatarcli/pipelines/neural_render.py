@@ -50,6 +50,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from avatarcli.avatar_file import rgb_for_file
 from avatarcli.errors import AvatarFormatError, MissingWeightsError, UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -112,7 +113,7 @@ def avatar_textures_from_texture21(
 ) -> dict[str, torch.Tensor]:
     """Split one (21, T, T) or (1, 21, T, T) texture into the avatar entries read above (CPU)."""
     tex = texture21.detach().float().cpu().reshape(TEXTURE_CHANNELS, *texture21.shape[-2:])
-    rgb = (tex[16:19].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
+    rgb = rgb_for_file(tex[16:19])
 
     def as_u8(mask: torch.Tensor) -> torch.Tensor:
         return (mask.detach().cpu().reshape(tex.shape[-2:]) > 0.5).to(torch.uint8)

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from avatarcli._version import __version__
+from avatarcli.avatar_file import rgb_for_file
 from avatarcli.errors import UserError
 
 #: ``Avatar.renderer["kind"]`` of avatars made here
@@ -1026,7 +1027,7 @@ def _avatar(
                 "height": int(height),
             }
         )
-    rgb = (rgb_texture.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
+    rgb = rgb_for_file(rgb_texture)
     return Avatar(
         body_backend=body.name,
         body_model_id=body.model_id,
