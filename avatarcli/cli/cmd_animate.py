@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from avatarcli.cli import motion_options
+
 
 def register(app: typer.Typer) -> None:
     @app.command(
@@ -24,12 +26,12 @@ def register(app: typer.Typer) -> None:
         background: str = typer.Option(
             "white", "--background", help="Colour (white, #rrggbb, r,g,b) or image."
         ),
-        fps: float = typer.Option(None, "--fps", help="Resample the motion to this frame rate."),
-        start: float = typer.Option(None, "--start", help="Start time in seconds."),
-        end: float = typer.Option(None, "--end", help="End time in seconds."),
-        loop: int = typer.Option(1, "--loop", help="Play the motion this many times."),
-        in_place: bool = typer.Option(False, "--in-place", help="Remove horizontal root motion."),
-        mapping: Path = typer.Option(None, "--mapping", help="JSON/YAML joint map {source: smplx_joint}."),
+        fps: float = motion_options.FPS,
+        start: float = motion_options.START,
+        end: float = motion_options.END,
+        loop: int = motion_options.LOOP,
+        in_place: bool = motion_options.IN_PLACE,
+        mapping: Path = motion_options.MAPPING,
         shade: bool = typer.Option(False, "--shade", help="Add simple lighting on top of the texture."),
         rgb: bool = typer.Option(False, "--rgb", help="Use the colour texture even if the avatar is neural."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
