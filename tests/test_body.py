@@ -115,3 +115,22 @@ def test_rotation_round_trip():
     m = axis_angle_to_matrix(aa)
     assert torch.allclose(axis_angle_to_matrix(matrix_to_axis_angle(m)), m, atol=1e-5)
     assert torch.allclose(m @ m.transpose(-1, -2), torch.eye(3).expand(100, 3, 3), atol=1e-5)
+
+
+def test_building_the_anny_cache_prints_nothing_on_stdout(tmp_path, monkeypatch, capsys):
+    """anny's warp greets on stdout when the body is first built; stdout belongs to ``--json``."""
+    import numpy as np
+
+    from avatarcli.body import anny_backend
+
+    def noisy_build(log):
+        print("Warp 1.19.0 initialized:")
+        log("building the anny body model")
+        return {"v_template": np.zeros((1, 3), np.float32)}
+
+    monkeypatch.setenv("AVATAR_CACHE", str(tmp_path))
+    monkeypatch.setattr(anny_backend, "build_anny_data", noisy_build)
+    data = anny_backend.load_anny_data()
+    assert data["v_template"].shape == (1, 3) and anny_backend.cache_file().is_file()
+    captured = capsys.readouterr()
+    assert captured.out == "" and "Warp" in captured.err and "building" in captured.err

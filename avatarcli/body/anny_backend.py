@@ -19,8 +19,10 @@ The rest pose is anny's A-pose. Posing uses :mod:`avatarcli.body.kinematics` (pl
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -103,7 +105,11 @@ def _to_ours(x: np.ndarray) -> np.ndarray:
     return x @ _ANNY_TO_OURS.T
 
 
-def build_anny_data(log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def build_anny_data(log: Callable[[str], None] = _to_stderr) -> dict[str, np.ndarray]:
     """Derive the compact model from anny (slow: builds anny offline in a scratch cache)."""
     scratch = Path(tempfile.mkdtemp(prefix="anny-build-", dir=cache_dir()))
     old_env = os.environ.get("ANNY_CACHE_DIR")
@@ -175,12 +181,14 @@ def build_anny_data(log: Callable[[str], None] = print) -> dict[str, np.ndarray]
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def load_anny_data(log: Callable[[str], None] = print) -> dict[str, np.ndarray]:
+def load_anny_data(log: Callable[[str], None] = _to_stderr) -> dict[str, np.ndarray]:
     """The cached compact model, building it on first use (atomic write)."""
     path = cache_file()
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = build_anny_data(log)
+        # anny's warp prints a banner on stdout, which belongs to ``--json`` alone
+        with contextlib.redirect_stdout(sys.stderr):
+            data = build_anny_data(log)
         from avatarcli.io_utils import atomic_write
 
         with atomic_write(path) as tmp:
@@ -218,12 +226,7 @@ class AnnyBody(BodyModel):
 
     @classmethod
     def load(cls, log: Callable[[str], None] | None = None) -> AnnyBody:
-        import sys
-
-        def _log(msg: str) -> None:
-            print(msg, file=sys.stderr)
-
-        return cls(load_anny_data(log or _log))
+        return cls(load_anny_data(log or _to_stderr))
 
     def shaped(self, shape: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rest-pose vertices (B, V, 3) and joints (B, 55, 3) for shape coefficients."""
