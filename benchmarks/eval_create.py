@@ -55,7 +55,7 @@ def masked_photos() -> list[tuple[str, Path, Path | None]]:
 def _perceive(path: Path, mask: Path | None):
     from avatarcli.perception import perceive
 
-    return perceive(path, mask=mask)
+    return perceive(path, mask=mask, sidecars=False)  # the inputs each row names, nothing else
 
 
 def _fit(perceptions, body, iters: int, seed: int):
@@ -263,7 +263,7 @@ def time_one_photo(opts, iters: int, tmp: Path) -> dict:
     photo, mask = PHOTOS / "pifu_ryota.png", PHOTOS / "pifu_ryota_mask.png"
     if not photo.exists():
         return {}
-    run_opts = replace(opts, fit_iters=iters, mask=str(mask), overwrite=True)
+    run_opts = replace(opts, fit_iters=iters, mask=str(mask), overwrite=True, sidecars=False)
     create_avatar([photo], tmp / "warm.pt", run_opts)  # first run fills caches (anny, perception)
     t0 = time.perf_counter()
     result = create_avatar([photo], tmp / "timed.pt", run_opts)

@@ -88,7 +88,7 @@ def fit_all(paths, masks, body, opts, times=None):
         if done == total and stage != "perception":
             log(f"  {stage} done")
 
-    perceptions, skipped = perceive_frames(paths, masks, say)
+    perceptions, skipped = perceive_frames(paths, masks, say, sidecars=False)  # the masks given only
     t0 = time.perf_counter()
     if times is not None:  # frames of one video: their source indices turn on the temporal term
         by_name = {Path(p).name: t for p, t in zip(paths, times, strict=True)}

@@ -97,6 +97,13 @@ def register(app: typer.Typer) -> None:
             "colour (default: on from 2 photos or frames).",
             show_default=False,
         ),
+        sidecars=typer.Option(
+            True,
+            "--sidecars/--no-sidecars",
+            help="Read the person mask / OpenPose keypoints kept beside a photo (x_mask.png, "
+            "x_keypoints.json, or masks/ and keypoints/ folders next to the photos' folder); "
+            "such files are never taken for photos.",
+        ),
         overwrite=typer.Option(False, "--overwrite", help="Replace existing avatar files."),
         json_out=typer.Option(False, "--json", help="Print a JSON summary."),
     )
@@ -145,13 +152,14 @@ def register(app: typer.Typer) -> None:
         fit_iters: int = common["fit_iters"],
         clothing: bool | None = common["clothing"],
         view_dependent: bool | None = common["view_dependent"],
+        sidecars: bool = common["sidecars"],
         overwrite: bool = common["overwrite"],
         json_out: bool = common["json_out"],
     ) -> None:
         from avatarcli.cli.app import state
-        from avatarcli.cli.output import console, print_json, progress, stage_progress
+        from avatarcli.cli.output import console, print_json, progress, say_not_photos, stage_progress
         from avatarcli.errors import UserError
-        from avatarcli.pipelines.create import create_avatar, create_batch, expand_inputs
+        from avatarcli.pipelines.create import create_avatar, create_batch, split_inputs
         from avatarcli.runtime import resolve_device, seed_everything
 
         seed_everything(state.seed)
@@ -176,16 +184,17 @@ def register(app: typer.Typer) -> None:
             raise UserError("give one or more photos (or a folder), or --video clip.mp4")
         if view_dependent is not None:
             raise UserError("--view-dependent needs several views: use avatar merge, or --video")
-        inputs = expand_inputs(photos)
+        inputs, extras = split_inputs(photos)
         opts = _options(
             method=method, dinar_steps=steps, sp_image_size=sp_size, max_seconds=max_seconds, body=body,
             smplx_dir=str(smplx_dir) if smplx_dir else None,
             texture_size=size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
             uv_layout=uv_layout, fit_iters=fit_iters, mask=str(mask) if mask else None,
             keypoints=str(keypoints) if keypoints else None, fits=[str(f) for f in fit] if fit else None,
-            overwrite=overwrite, clothing=clothing,
+            overwrite=overwrite, clothing=clothing, sidecars=sidecars,
         )  # fmt: skip
         con = console()
+        say_not_photos(con, extras)
         single = len(inputs) == 1 and output.suffix.lower() == ".pt"
         if (mask or keypoints or fit) and len(inputs) != 1:
             raise UserError("--mask, --keypoints and --fit apply to a single photo")
@@ -244,16 +253,18 @@ def register(app: typer.Typer) -> None:
         fit_iters: int = common["fit_iters"],
         clothing: bool | None = common["clothing"],
         view_dependent: bool | None = common["view_dependent"],
+        sidecars: bool = common["sidecars"],
         overwrite: bool = common["overwrite"],
         json_out: bool = common["json_out"],
     ) -> None:
         from avatarcli.cli.app import state
-        from avatarcli.cli.output import console, print_json, progress, stage_progress
-        from avatarcli.pipelines.create import create_avatar, expand_inputs
+        from avatarcli.cli.output import console, print_json, progress, say_not_photos, stage_progress
+        from avatarcli.pipelines.create import create_avatar, split_inputs
         from avatarcli.runtime import resolve_device, seed_everything
 
         seed_everything(state.seed)
-        inputs = expand_inputs(photos)
+        inputs, extras = split_inputs(photos)
+        say_not_photos(console(), extras)
         size = _texture_size(texture_size)
         if neural:
             from avatarcli.errors import UserError
@@ -265,7 +276,7 @@ def register(app: typer.Typer) -> None:
                 size,
                 steps=train_steps, pose_channels=pose_channels, body=body, max_frames=len(inputs),
                 smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed, overwrite=overwrite,
-                clothing=True if clothing is None else clothing,
+                clothing=True if clothing is None else clothing, sidecars=sidecars,
                 view_colour=_view_colour(view_dependent), refine_steps=refine_steps,
             )  # fmt: skip
             _run_video(
@@ -277,7 +288,7 @@ def register(app: typer.Typer) -> None:
             smplx_dir=str(smplx_dir) if smplx_dir else None,
             texture_size=size, occlusion=not no_occlusion, fill=fill, refine_steps=refine_steps,
             uv_layout=uv_layout, fit_iters=fit_iters, tau=tau, overwrite=overwrite, clothing=clothing,
-            view_dependent=view_dependent,
+            view_dependent=view_dependent, sidecars=sidecars,
         )  # fmt: skip
         with progress() as bar:
             result = create_avatar(
@@ -307,10 +318,24 @@ def _run_video(inputs, output: Path, opts, device, json_out: bool) -> None:
         f"frames: {used} used, {skipped} skipped; re-rendered PSNR {summary['psnr']:.1f} dB,",
         f"SSIM {summary['ssim']:.3f}, mask IoU {summary['mask_iou']:.3f} (mean)",
     )
+    files = summary.get("perception_files") or {}
+    if any(files.values()):
+        con.print(f"read from files: {files['masks']} masks, {files['keypoints']} keypoint files")
     if summary.get("new_view_psnr") is not None:
         con.print(_new_views_line("frame", summary["new_view_psnr"], summary["new_view_ssim"]))
     for w in summary.get("warnings", []):
         con.print(f"[yellow]warning:[/] {w}")
+
+
+def _sources_line(inputs: list[str], sources: list[dict]) -> str | None:
+    """Which photos read their keypoints or mask from a file (given, or found beside them)."""
+    detectors = {"mediapipe", "openpose", "alpha", "file", "none"}
+    parts = []
+    for photo, src in zip(inputs, sources, strict=False):
+        files = [f"{kind} {Path(f).name}" for kind, f in src.items() if f not in detectors]
+        if files:
+            parts.append(f"{Path(photo).name}: " + ", ".join(files))
+    return "read from files: " + "; ".join(parts) if parts else None
 
 
 def _new_views_line(item: str, psnr: float, ssim: float) -> str:
@@ -324,6 +349,8 @@ def _print_result(con, r: dict) -> None:
     con.print(f"input view: PSNR {psnr} dB, SSIM {ssim} (inside person mask ∩ body)")
     if r.get("texture_size"):
         con.print(f"texture: {r['texture_size']}² RGB")
+    if line := _sources_line(r["inputs"], r.get("perception", [])):
+        con.print(line)
     for q in r["fit_quality"]:
         iou = q.get("silhouette_iou")
         con.print(

@@ -17,24 +17,28 @@ def register(app: typer.Typer) -> None:
         iters: int = typer.Option(400, "--iters", help="Optimisation iterations."),
         mask: Path = typer.Option(None, "--mask", help="Person mask image (one photo only)."),
         keypoints: Path = typer.Option(None, "--keypoints", help="OpenPose JSON (one photo only)."),
+        sidecars: bool = typer.Option(
+            True, "--sidecars/--no-sidecars", help="Read a mask / OpenPose JSON kept beside each photo."
+        ),
         dinar_camera: bool = typer.Option(False, "--dinar-camera", help="Use DINAR's f=5000px/512 camera."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing fit files."),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
     ) -> None:
         from avatarcli.cli.app import state
-        from avatarcli.cli.output import console, print_json, progress, stage_progress
-        from avatarcli.pipelines.create import expand_inputs
+        from avatarcli.cli.output import console, print_json, progress, say_not_photos, stage_progress
+        from avatarcli.pipelines.create import split_inputs
         from avatarcli.pipelines.fit import fit_photos
         from avatarcli.runtime import resolve_device, seed_everything
 
         seed_everything(state.seed)
-        inputs = expand_inputs(photos)
+        inputs, extras = split_inputs(photos)
+        say_not_photos(console(), extras)
         with progress() as bar:
             report = stage_progress(bar, "fit: {}")
             result = fit_photos(
                 inputs, output, body_name=body, smplx_dir=str(smplx_dir) if smplx_dir else None, iters=iters,
                 mask=str(mask) if mask else None, keypoints=str(keypoints) if keypoints else None,
-                dinar_camera=dinar_camera, seed=state.seed, overwrite=overwrite,
+                sidecars=sidecars, dinar_camera=dinar_camera, seed=state.seed, overwrite=overwrite,
                 device=resolve_device(state.device), progress=report,
             )  # fmt: skip
         if json_out:

@@ -15,6 +15,14 @@ def console():
     return Console(stderr=True, quiet=state.quiet, highlight=False)
 
 
+def say_not_photos(con, extras) -> None:
+    """Name the input files left out of the photos (masks, keypoints, previews kept beside them)."""
+    if extras:
+        more = f" and {len(extras) - 4} more" if len(extras) > 4 else ""
+        names = ", ".join(p.name for p in extras[:4]) + more
+        con.print(f"[dim]not taken for photos (kept beside them): {names}[/]")
+
+
 def print_json(data: Any) -> None:
     """One JSON object on stdout (nothing else goes to stdout with --json)."""
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

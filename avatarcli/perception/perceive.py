@@ -1,6 +1,7 @@
 """Photo → :class:`Perception` (image, soft person mask, canonical keypoints), with overrides and a cache.
 
-Sources, strongest first: an explicit mask file / OpenPose JSON given by the user, the photo's
+Sources, strongest first: an explicit mask file / OpenPose JSON given by the user, one kept
+beside the photo under a conventional name (:mod:`avatarcli.perception.sidecars`), the photo's
 own alpha matte (matted photos), then mediapipe Holistic. A result is cached under
 ``cache_dir()/perception/<key>.npz`` where the key hashes the photo's bytes, the override
 files' bytes and :data:`PERCEPTION_VERSION`, so a re-run on the same inputs skips detection.
@@ -15,6 +16,7 @@ Checks on the person (decided here so every caller behaves the same):
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -49,11 +51,21 @@ class Perception:
     face_format: str = ""  # "openpose70", "mediapipe468", "mediapipe478" or ""
     source: str = "mediapipe"  # keypoint source: "mediapipe" or "openpose"
     mask_source: str = "mediapipe"  # "mediapipe", "alpha" or "file"
+    mask_file: str = ""  # the mask file read ("" for none), given or found beside the photo
+    keypoints_file: str = ""  # the OpenPose JSON read ("" for none)
     image_path: str = ""
     image_sha256: str = ""
     num_people: int = 1
     warnings: list[str] = field(default_factory=list)
     keypoint_names: tuple[str, ...] = BODY_KEYPOINT_NAMES
+
+    def sources(self) -> dict[str, str]:
+        """Where the keypoints and the mask came from (a detector, the alpha matte, or which file),
+        for results to say — a sidecar found beside the photo is used without being named."""
+        return {
+            "keypoints": self.keypoints_file or self.source,
+            "mask": self.mask_file or self.mask_source,
+        }
 
     @property
     def height(self) -> int:
@@ -105,6 +117,17 @@ def gate_by_mask(points: np.ndarray | None, mask: np.ndarray) -> np.ndarray | No
     out = points.copy()
     out[~keep, 2] = 0.0
     return out
+
+
+@contextlib.contextmanager
+def _sidecar_blame(file: Path, found: list[Path], photo: Path):
+    """A sidecar nobody named that cannot be read: say it was found beside the photo, and the way out."""
+    try:
+        yield
+    except UserError as exc:
+        if file not in found:
+            raise
+        raise type(exc)(f"{exc} (found beside {photo.name}; pass --no-sidecars to ignore it)") from exc
 
 
 def _cache_key(image_bytes: bytes, extra_files: list[Path | None]) -> str:
@@ -166,12 +189,14 @@ def perceive(
     mask: str | os.PathLike | None = None,
     keypoints: str | os.PathLike | None = None,
     cache: bool = True,
+    sidecars: bool = True,
 ) -> Perception:
     """Load a photo and find the person: keypoints (canonical 25 + hands + face) and a soft mask.
 
     ``mask``: a person-mask image (non-black / alpha / grayscale = person) replacing the
     segmentation. ``keypoints``: an OpenPose JSON replacing the keypoint detector. With both
-    given, mediapipe is not run at all.
+    given, mediapipe is not run at all. ``sidecars``: where one is not given, use the one kept
+    beside the photo (``<name>_mask.png``, ``<name>_keypoints.json``, …), if any.
     """
     from avatarcli.runtime import cache_dir
 
@@ -183,22 +208,34 @@ def perceive(
     digest = hashlib.sha256(image_bytes).hexdigest()
     mask_path = Path(mask) if mask is not None else None
     kp_path = Path(keypoints) if keypoints is not None else None
+    if sidecars and (mask_path is None or kp_path is None):
+        from avatarcli.perception.sidecars import find_sidecars
+
+        found = find_sidecars(path)
+        auto = [f for f, given in ((found.mask, mask_path), (found.keypoints, kp_path)) if f and not given]
+        mask_path = mask_path or found.mask
+        kp_path = kp_path or found.keypoints
+    else:
+        auto = []
     for extra in (mask_path, kp_path):
         if extra is not None and not extra.is_file():
             from avatarcli.errors import InputFileError
 
             raise InputFileError(f"{extra}: no such file")
     cache_file = cache_dir() / "perception" / f"{_cache_key(image_bytes, [mask_path, kp_path])}.npz"
+    files = {"mask_file": str(mask_path or ""), "keypoints_file": str(kp_path or "")}
     if cache and cache_file.is_file():
         cached = _load_cache(cache_file, image, str(path), digest)
         if cached is not None:
+            cached.mask_file, cached.keypoints_file = files["mask_file"], files["keypoints_file"]
             return cached
 
     warnings: list[str] = []
     person_mask = None
     mask_source = ""
     if mask_path is not None:
-        person_mask, mask_source = load_mask(mask_path, (width, height)), "file"
+        with _sidecar_blame(mask_path, auto, path):
+            person_mask, mask_source = load_mask(mask_path, (width, height)), "file"
     elif loaded.alpha is not None:
         person_mask, mask_source = loaded.alpha, "alpha"
 
@@ -207,7 +244,8 @@ def perceive(
     if kp_path is not None:
         from avatarcli.perception.openpose import read_openpose
 
-        person = read_openpose(kp_path)
+        with _sidecar_blame(kp_path, auto, path):
+            person = read_openpose(kp_path)
         body = zero_outside_image(person.body, width, height)
         left_hand, right_hand, face = person.left_hand, person.right_hand, person.face
         num_people, source = person.num_people, "openpose"
@@ -247,6 +285,7 @@ def perceive(
         image_sha256=digest,
         num_people=num_people,
         warnings=warnings,
+        **files,
     )
     if cache:
         try:

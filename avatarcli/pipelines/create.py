@@ -76,6 +76,8 @@ class CreateOptions:
     fit_iters: int = 400
     mask: str | None = None
     keypoints: str | None = None
+    #: read a mask / OpenPose JSON kept beside a photo (``x_mask.png``, ``x_keypoints.json``)
+    sidecars: bool = True
     fits: list[str] | None = None
     seed: int = 0
     overwrite: bool = False
@@ -155,6 +157,8 @@ class CreateResult:
     #: what to expect from angles it was not given; the input-view scores show its own photo
     new_view_psnr: list[float] = field(default_factory=list)
     new_view_ssim: list[float] = field(default_factory=list)
+    #: per photo, where its keypoints and mask came from (detector, alpha matte, or a file)
+    perception: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -288,7 +292,7 @@ def create_avatar(
     perceptions = []
     for i, path in enumerate(images):
         say("perception", i, len(images))
-        perceptions.append(perceive(path, mask=opts.mask, keypoints=opts.keypoints))
+        perceptions.append(perceive(path, mask=opts.mask, keypoints=opts.keypoints, sidecars=opts.sidecars))
     say("perception", len(images), len(images))
     timings["perception"] = time.perf_counter() - t0
 
@@ -414,6 +418,7 @@ def create_avatar(
         kept_views=int(provenance.get("kept_views", 0)),
         new_view_psnr=[round(s[0], 2) for s in new_view_scores],
         new_view_ssim=[round(s[1], 4) for s in new_view_scores],
+        perception=[p.sources() for p in perceptions],
     )
 
 
@@ -665,15 +670,25 @@ def _write_summary(path: Path, items: list[BatchItem]) -> None:
         tmp.write_text(json.dumps([asdict(i) for i in items], indent=2, default=str))
 
 
-def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Files as given, folders expanded to the images inside (sorted)."""
-    exts = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff"}
-    out: list[Path] = []
+def split_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """(photos, sidecars): files as given and folders expanded to the images inside (sorted),
+    without the masks, keypoint files, previews … kept beside the photos among them (a shell glob
+    such as ``views/*.png`` lists those too)."""
+    from avatarcli.perception.sidecars import IMAGE_SUFFIXES, photos_in
+
+    listed: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in exts))
+            listed.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES))
         else:
-            out.append(p)
-    if not out:
-        raise UserError("no input photos found")
-    return out
+            listed.append(p)
+    photos = photos_in(listed)
+    if not photos:
+        kept = f" ({listed[0].name} is kept beside a photo: a mask, keypoints, a preview …)" if listed else ""
+        raise UserError(f"no input photos found{kept}")
+    return photos, [p for p in listed if p not in photos]
+
+
+def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """The photos among ``paths`` (see :func:`split_inputs`)."""
+    return split_inputs(paths)[0]

@@ -46,6 +46,7 @@ def fit_photos(
     iters: int = 400,
     mask: str | None = None,
     keypoints: str | None = None,
+    sidecars: bool = True,
     dinar_camera: bool = False,
     seed: int = 0,
     overwrite: bool = False,
@@ -67,7 +68,7 @@ def fit_photos(
     for t in targets:
         if t.exists() and not overwrite:
             raise UserError(f"{t} already exists; pass --overwrite to replace it")
-    perceptions = [perceive(p, mask=mask, keypoints=keypoints) for p in photos]
+    perceptions = [perceive(p, mask=mask, keypoints=keypoints, sidecars=sidecars) for p in photos]
     body = load_body(body_name, model_dir=smplx_dir).to(device)
     settings = FitSettings(iters=iters, seed=seed)
     if dinar_camera:

@@ -65,6 +65,8 @@ class VideoAvatarOptions:
     every: int = 1
     max_frames: int = 60
     masks: list[str] | None = None  # one person mask per input frame (frames input only)
+    #: image frames: read a mask / OpenPose JSON kept beside a frame (``x_mask.png``, …)
+    sidecars: bool = True
     resolution: int = 512  # frames larger than this (longest side) are downscaled for training
     fit_iters: int = 150
     fit_chunk: int = 0  # fit this many frames per chunk (0: all together)
@@ -199,7 +201,8 @@ class VideoAvatarOptions:
 
     def identity(self) -> dict:
         """The options a checkpoint must agree on to be continued (not the step budget)."""
-        skip = {"steps", "checkpoint_every", "keep_checkpoint", "overwrite", "smplx_dir"}
+        # sidecars: the checkpoint key hashes the sidecar files read instead
+        skip = {"steps", "checkpoint_every", "keep_checkpoint", "overwrite", "smplx_dir", "sidecars"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -224,6 +227,8 @@ class VideoAvatarResult:
     #: left out), what to expect from an angle it was not given; None without view colour
     new_view_psnr: float | None = None
     new_view_ssim: float | None = None
+    #: how many used frames read their keypoints / mask from a file (given, or kept beside them)
+    perception_files: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -375,7 +380,9 @@ def fit_frames(
     return fits
 
 
-def perceive_frames(paths: Sequence[Path], masks: Sequence[str | None], say: ProgressFn):
+def perceive_frames(
+    paths: Sequence[Path], masks: Sequence[str | None], say: ProgressFn, sidecars: bool = True
+):
     """Perceive every frame; frames without a whole person are skipped with their reason."""
     from avatarcli.perception import perceive
 
@@ -383,7 +390,7 @@ def perceive_frames(paths: Sequence[Path], masks: Sequence[str | None], say: Pro
     for i, (path, mask) in enumerate(zip(paths, masks, strict=True)):
         say("perception", i, len(paths))
         try:
-            kept.append(perceive(path, mask=mask))
+            kept.append(perceive(path, mask=mask, sidecars=sidecars))
         except UserError as exc:
             skipped.append({"frame": Path(path).name, "reason": str(exc)})
     say("perception", len(paths), len(paths))
@@ -699,6 +706,23 @@ def checkpoint_path(output: Path) -> Path:
     return output.with_name(output.stem + ".train.pt")
 
 
+def _sidecar_files(frame_list, masks: Sequence[str | None], enabled: bool) -> list[tuple[str, Path]]:
+    """("mask" | "keypoints", file) for each sidecar perception will read for these frames (a
+    checkpoint must know of them: a mask added beside the frames later changes the avatar)."""
+    if not enabled or frame_list.source != "frames":
+        return []
+    from avatarcli.perception.sidecars import find_sidecars
+
+    files = []
+    for path, mask in zip(frame_list.paths, masks, strict=True):
+        found = find_sidecars(path)
+        if found.mask is not None and mask is None:
+            files.append(("mask", found.mask))
+        if found.keypoints is not None:
+            files.append(("keypoints", found.keypoints))
+    return files
+
+
 def _checkpoint_key(frame_hashes: Sequence[str], opts: VideoAvatarOptions, perceptual: str = "ssim") -> str:
     identity = {"frames": list(frame_hashes), "options": opts.identity()}
     if perceptual != "ssim":  # keys of runs without LPIPS stay as they were
@@ -779,6 +803,12 @@ def create_video_avatar(
             masks = [None] * len(frame_list.paths)
         frame_hashes = {p.name: sha256_file(p) for p in frame_list.paths}
         hashes = list(frame_hashes.values()) + [sha256_file(m) for m in masks if m]
+        sidecars = _sidecar_files(frame_list, masks, opts.sidecars)
+        hashes += [sha256_file(f) for _, f in sidecars]
+        perception_files = {
+            "masks": sum(m is not None for m in masks) + sum(kind == "mask" for kind, _ in sidecars),
+            "keypoints": sum(kind == "keypoints" for kind, _ in sidecars),
+        }
         key = _checkpoint_key(hashes, opts, perceptual_name(lpips))
         ckpt = _load_checkpoint(ckpt_file, key, warnings)
 
@@ -795,7 +825,7 @@ def create_video_avatar(
             photometric_report = ckpt.get("photometric_report")
         else:
             t0 = time.perf_counter()
-            perceptions, skipped = perceive_frames(frame_list.paths, masks, say)
+            perceptions, skipped = perceive_frames(frame_list.paths, masks, say, opts.sidecars)
             timings["perception"] = time.perf_counter() - t0
             if not perceptions:
                 raise UserError(
@@ -930,6 +960,7 @@ def create_video_avatar(
         avatar=target,
         preview=preview,
         frames_used=list(frames.names),
+        perception_files=perception_files,
         frames_skipped=skipped,
         psnr=_mean(scores, "psnr", 2),
         ssim=_mean(scores, "ssim", 4),
