@@ -42,7 +42,7 @@ def test_a_video_is_fitted_at_its_source_frame_indices(tmp_path, monkeypatch):
     imageio.mimsave(clip, [np.full((32, 24, 3), 10 * k, np.uint8) for k in range(9)], duration=40)
     seen = {}
 
-    def fake_perceive(paths, masks, say):
+    def fake_perceive(paths, masks, say, sidecars=True):
         kept = [SimpleNamespace(image_path=str(p)) for p in paths if not p.name.endswith("00004.png")]
         return kept, [{"frame": "frame_00004.png", "reason": "no whole person"}]
 
