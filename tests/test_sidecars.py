@@ -75,6 +75,16 @@ def test_a_folder_lists_its_photos_without_their_sidecars(tmp_path):
     assert split_inputs([tmp_path / "beach_mask.jpg"])[0] == [tmp_path / "beach_mask.jpg"]
 
 
+def test_a_datasets_root_folder_gets_a_hint_to_its_photos(tmp_path):
+    _touch(tmp_path / "frames" / "0000.png")
+    _touch(tmp_path / "segmentations" / "0000.png")
+    _touch(tmp_path / "keypoints" / "0000_keypoints.json")
+    with pytest.raises(UserError, match=r"sub-folders hold images \(frames, segmentations\): give the"):
+        split_inputs([tmp_path])
+    with pytest.raises(UserError, match="no input photos found$"):
+        split_inputs([tmp_path / "keypoints"])
+
+
 def _openpose(path: Path) -> Path:
     """A standing person (BODY_25) about 400 px tall in a 400 × 460 photo."""
     points = {

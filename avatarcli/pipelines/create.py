@@ -676,16 +676,28 @@ def split_inputs(paths: Sequence[str | os.PathLike]) -> tuple[list[Path], list[P
     such as ``views/*.png`` lists those too)."""
     from avatarcli.perception.sidecars import IMAGE_SUFFIXES, photos_in
 
+    def images(folder: Path) -> list[Path]:
+        return sorted(q for q in folder.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file())
+
     listed: list[Path] = []
+    empty: list[Path] = []  # folders given that hold no image
     for p in map(Path, paths):
         if p.is_dir():
-            listed.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES))
+            found = images(p)
+            listed.extend(found)
+            empty += [] if found else [p]
         else:
             listed.append(p)
     photos = photos_in(listed)
     if not photos:
-        kept = f" ({listed[0].name} is kept beside a photo: a mask, keypoints, a preview …)" if listed else ""
-        raise UserError(f"no input photos found{kept}")
+        hint = f" ({listed[0].name} is kept beside a photo: a mask, keypoints, a preview …)" if listed else ""
+        for folder in empty:  # a dataset's root: name its sub-folders of images
+            subs = [q.name for q in sorted(folder.iterdir()) if q.is_dir() and images(q)]
+            if subs:
+                hint = f" in {folder}; its sub-folders hold images ({', '.join(subs)}): "
+                hint += "give the photos' folder"
+                break
+        raise UserError(f"no input photos found{hint}")
     return photos, [p for p in listed if p not in photos]
 
 
