@@ -186,7 +186,8 @@ def default_output(inputs: Sequence[str | os.PathLike], output: str | os.PathLik
 
 def posed_view(body, fit, perception, device: torch.device):
     """A :class:`~avatarcli.texture.build.TextureView`: the photo with its fitted body and camera,
-    and the detected hands for the sampler's hand guard."""
+    and the detected hands and arms for the sampler's guards."""
+    from avatarcli.texture.arm_guard import arm_regions
     from avatarcli.texture.build import TextureView
     from avatarcli.texture.hands import hand_regions
 
@@ -195,7 +196,8 @@ def posed_view(body, fit, perception, device: torch.device):
         verts = body(shape=s, pose=p, transl=t).vertices.detach()
     photo, mask = _photo_tensors(perception, device)
     hands = hand_regions((perception.left_hand, perception.right_hand), perception.height, perception.width)
-    return TextureView(verts, fit.camera().to(device), photo, mask, hands.to(device))
+    arms = arm_regions(perception.keypoints, perception.height, perception.width)
+    return TextureView(verts, fit.camera().to(device), photo, mask, hands.to(device), arms.to(device))
 
 
 def clothe_body(body, fits, views, seed: int, device: torch.device, say: ProgressFn | None = None):
@@ -612,8 +614,9 @@ def _write_preview(path, body, shape, perception, view, texture, maps, occlusion
     if occlusion:  # what the occlusion detector removed from the first photo's samples
         plain, _ = sample_view(body, verts, camera, view.image, view.mask, maps, detect_occlusion=False)
         masked, _ = sample_view(
-            body, verts, camera, view.image, view.mask, maps, detect_occlusion=True, hands=view.hands
-        )
+            body, verts, camera, view.image, view.mask, maps, detect_occlusion=True, hands=view.hands,
+            arms=view.arms,
+        )  # fmt: skip
         tiles += [("sampled, no occlusion mask", plain.rgb[0]), ("sampled, occlusion mask", masked.rgb[0])]
     tiles.extend((f"{name} (rest)", img) for name, img in turns)
     save_contact_sheet(path, tiles, tile_size=256, columns=4)

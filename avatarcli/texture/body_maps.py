@@ -25,6 +25,7 @@ from typing import Protocol
 
 import torch
 
+from avatarcli.texture.arm_guard import arm_guard_mask
 from avatarcli.texture.hands import hand_guard_mask
 from avatarcli.texture.occlusion import occlusion_boundary_mask, pad_texture_islands, part_colormap_texture
 from avatarcli.texture.sampling import SampledTexture, sample_rgb_texture
@@ -111,6 +112,7 @@ def sample_view(
     min_cos: float = 0.2,
     border_rule: str = "per_axis",
     hands: torch.Tensor | None = None,
+    arms: torch.Tensor | None = None,
 ) -> tuple[SampledTexture, torch.Tensor]:
     """Sample one photo into UV space (the layout of ``maps``) through the fitted mesh.
 
@@ -120,7 +122,8 @@ def sample_view(
     ``detect_occlusion`` is off). ``surface_jump_filter=False`` gives DINAR's plain colormap
     detector, which also drops the borders between connected parts. ``hands`` (2, H, W), the
     detected hands (:func:`avatarcli.texture.hands.hand_regions`), adds the hand guard
-    (:func:`~avatarcli.texture.hands.hand_guard_mask`) to the detector.
+    (:func:`~avatarcli.texture.hands.hand_guard_mask`) to the detector; ``arms`` (2, H, W), the
+    detected arms (:func:`avatarcli.texture.arm_guard.arm_regions`), the arm guard.
     """
     from avatarcli.render import rasterize, render_part_ids, render_uv, sample_texture, view_cosine
 
@@ -135,8 +138,12 @@ def sample_view(
         if surface_jump_filter:
             rest = sample_texture(maps.rest_texture.to(uv.device), uv, fragments.mask)
         occluded = occlusion_boundary_mask(colours, fragments.mask, rest_positions=rest)
-        if hands is not None:
-            occluded = occluded | hand_guard_mask(render_part_ids(fragments, body.part_ids), hands)
+        if hands is not None or arms is not None:
+            parts = render_part_ids(fragments, body.part_ids)
+            if hands is not None:
+                occluded = occluded | hand_guard_mask(parts, hands)
+            if arms is not None:
+                occluded = occluded | arm_guard_mask(parts, arms, image.to(parts.device))
     else:
         occluded = torch.zeros_like(fragments.mask)
     sampled = sample_rgb_texture(

@@ -39,13 +39,15 @@ AUTO_TEXTURE_SIZES = (256, 512)
 @dataclass
 class TextureView:
     """One photo with its fit: posed mesh (1, V, 3), camera, image (1, 3, H, W) in [0, 1], mask
-    (1, H, W), and optionally the detected hands (2, H, W) for the sampler's hand guard."""
+    (1, H, W), and optionally the detected hands and arms (2, H, W each) for the sampler's hand
+    and arm guards."""
 
     vertices: torch.Tensor
     camera: object
     image: torch.Tensor
     mask: torch.Tensor
     hands: torch.Tensor | None = None
+    arms: torch.Tensor | None = None
 
 
 @dataclass
@@ -107,7 +109,7 @@ def build_rgb_texture(
         say(f"sampling view {i + 1}/{len(views)}")
         result, occ = sample_view(
             body, view.vertices, view.camera, view.image, view.mask, maps,
-            detect_occlusion=detect_occlusion, min_cos=min_cos, hands=view.hands,
+            detect_occlusion=detect_occlusion, min_cos=min_cos, hands=view.hands, arms=view.arms,
         )  # fmt: skip
         sampled.append(result)
         occluded.append(int(occ.sum()))
