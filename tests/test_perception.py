@@ -236,6 +236,30 @@ def test_a_rerun_from_the_cache_sees_the_first_runs_very_mask(tmp_path, monkeypa
     assert np.abs(first.mask - soft).max() <= 0.5 / 255 + 1e-7
 
 
+def test_a_small_person_gets_a_soft_texture_warning(tmp_path):
+    from avatarcli.perception import perceive
+    from avatarcli.perception.perceive import small_person_warning
+
+    img, mask, kp = _photo_with_overrides(tmp_path)  # 390 px tall: no warning
+    assert small_person_warning(perceive(img, mask=mask, keypoints=kp)) is None
+    small = tmp_path / "small.png"
+    m = np.zeros((460, 400), np.uint8)
+    m[100:300, 180:220] = 255  # 200 px tall
+    Image.fromarray(m).save(small)
+    assert small_person_warning(perceive(img, mask=small, keypoints=kp)) == (
+        f"{img}: the person is only 200 px tall; the avatar's texture will be soft "
+        "(a photo where they are ≥ 256 px tall gives a sharper one)"
+    )
+    # a video's frames: one warning for all of them
+    from avatarcli.pipelines.video_avatar import small_person_note
+
+    frames = [perceive(img, mask=small, keypoints=kp)] * 3 + [perceive(img, mask=mask, keypoints=kp)]
+    assert small_person_note(frames) == (
+        "the person is under 256 px tall in 3 of 4 frames (median 200 px); the avatar's texture will be soft"
+    )
+    assert small_person_note(frames[3:]) is None
+
+
 def test_missing_feet_warn_but_missing_knees_refuse(tmp_path):
     from avatarcli.perception import perceive
 

@@ -34,6 +34,10 @@ from avatarcli.perception.keypoints import BODY_INDEX, BODY_KEYPOINT_NAMES, zero
 PERCEPTION_VERSION = 1
 #: Keypoints below this confidence count as "not seen" for the completeness checks.
 SEEN_CONFIDENCE = 0.3
+#: a person shorter than this (pixels) covers fewer pixels than two thirds of the texels the
+#: smallest (256²) texture gives the body's front (anny: 40.7k texels in all; coco_…431, 252 px
+#: tall, covers 13.4k pixels): the avatar is drawn from upsampled colour, so it looks soft
+MIN_SHARP_HEIGHT_PX = 256
 
 _REQUIRED = ("left_shoulder", "right_shoulder", "left_hip", "right_hip", "left_knee", "right_knee")
 
@@ -95,6 +99,27 @@ def _check_person(kp: np.ndarray, path: str, warnings: list[str]) -> None:
     ]
     if feet:
         warnings.append(f"{path}: {' and '.join(feet)} not visible; the lower legs are guessed")
+
+
+def person_height_px(p: Perception) -> float:
+    """The person's height in pixels: the mask's extent, else the confident keypoints'."""
+    rows = np.nonzero((p.mask > 0.5).any(axis=1))[0]
+    if len(rows):
+        return float(rows[-1] - rows[0] + 1)
+    seen = p.keypoints[p.keypoints[:, 2] >= SEEN_CONFIDENCE, 1]
+    return float(seen.max() - seen.min()) if len(seen) else 0.0
+
+
+def small_person_warning(p: Perception) -> str | None:
+    """A warning when the person is too small in the photo for a sharp texture, else None (for
+    the texture-making pipelines to give; fitting does not mind)."""
+    height = person_height_px(p)
+    if 0 < height < MIN_SHARP_HEIGHT_PX:
+        return (
+            f"{p.image_path}: the person is only {height:.0f} px tall; the avatar's texture will be "
+            f"soft (a photo where they are ≥ {MIN_SHARP_HEIGHT_PX} px tall gives a sharper one)"
+        )
+    return None
 
 
 def gate_by_mask(points: np.ndarray | None, mask: np.ndarray) -> np.ndarray | None:

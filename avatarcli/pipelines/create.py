@@ -284,6 +284,7 @@ def create_avatar(
     from avatarcli.body import load_body
     from avatarcli.fitting.optimize import FitSettings, fit_perceptions
     from avatarcli.perception import perceive
+    from avatarcli.perception.perceive import small_person_warning
     from avatarcli.pipelines.neural_render import resolve_uv_layout
 
     if len(images) > 1 and (opts.mask or opts.keypoints):
@@ -403,6 +404,7 @@ def create_avatar(
         _write_preview(preview, body, shape, perceptions[0], views[0], texture, maps, opts.occlusion, layout)
     timings["save"] = time.perf_counter() - t0
     warnings = [w for p in perceptions for w in p.warnings] + [w for f in fits for w in f.warnings]
+    warnings += [w for w in map(small_person_warning, perceptions) if w]
     if opts.method == "stylepeople":
         warnings += notes  # e.g. no encoder: started from the mean latent; SSIM instead of LPIPS
     return CreateResult(

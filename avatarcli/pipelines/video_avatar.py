@@ -380,6 +380,21 @@ def fit_frames(
     return fits
 
 
+def small_person_note(perceptions) -> str | None:
+    """One warning for the frames where the person is too small for a sharp texture (a clip of
+    someone far away would otherwise warn once per frame)."""
+    from avatarcli.perception.perceive import MIN_SHARP_HEIGHT_PX, person_height_px
+
+    heights = [person_height_px(p) for p in perceptions]
+    small = sorted(h for h in heights if 0 < h < MIN_SHARP_HEIGHT_PX)
+    if not small:
+        return None
+    return (
+        f"the person is under {MIN_SHARP_HEIGHT_PX} px tall in {len(small)} of {len(heights)} frames "
+        f"(median {small[len(small) // 2]:.0f} px); the avatar's texture will be soft"
+    )
+
+
 def perceive_frames(
     paths: Sequence[Path], masks: Sequence[str | None], say: ProgressFn, sidecars: bool = True
 ):
@@ -843,6 +858,8 @@ def create_video_avatar(
             frames = fitted_frames_from_fits(perceptions, fits, opts.resolution)
             for f in fits:
                 warnings.extend(f.warnings)
+            if note := small_person_note(perceptions):
+                warnings.append(note)
             timings["fitting"] = time.perf_counter() - t0
             if opts.clothing:
                 t0 = time.perf_counter()
