@@ -181,3 +181,15 @@ def test_a_video_checkpoint_knows_the_sidecars_its_frames_read(tmp_path):
     assert _sidecar_files(listed, ["given.png", None, None], True) == [("keypoints", keypoints)]
     assert _sidecar_files(listed, [None] * 3, False) == []
     assert _sidecar_files(FrameList(frames, [0, 1, 2], "clip.mp4", 3), [None] * 3, True) == []
+
+
+def test_the_result_line_names_only_the_files_read():
+    from avatarcli.cli.cmd_create import _sources_line
+
+    sources = [
+        {"keypoints": "/p/x_keypoints.json", "mask": "/p/masks/x.png"},
+        {"keypoints": "mediapipe", "mask": "alpha"},
+    ]
+    line = _sources_line(["/p/x.jpg", "/p/y.png"], sources)
+    assert line == "read from files: x.jpg: keypoints x_keypoints.json, mask x.png"
+    assert _sources_line(["/p/y.png"], sources[1:]) is None

@@ -329,10 +329,10 @@ def _run_video(inputs, output: Path, opts, device, json_out: bool) -> None:
 
 def _sources_line(inputs: list[str], sources: list[dict]) -> str | None:
     """Which photos read their keypoints or mask from a file (given, or found beside them)."""
-    detectors = {"mediapipe", "openpose", "alpha", "file", "none"}
     parts = []
     for photo, src in zip(inputs, sources, strict=False):
-        files = [f"{kind} {Path(f).name}" for kind, f in src.items() if f not in detectors]
+        # a file's path has a suffix; a detector's name ("mediapipe", "alpha", …) has none
+        files = [f"{kind} {Path(f).name}" for kind, f in src.items() if Path(f).suffix]
         if files:
             parts.append(f"{Path(photo).name}: " + ", ".join(files))
     return "read from files: " + "; ".join(parts) if parts else None

@@ -64,10 +64,9 @@ def find_sidecars(photo: str | os.PathLike) -> Sidecars:
     keypoints = _first(beside, [f"{stem}{KEYPOINT_SUFFIX}.json"], own)
     root = photo.parent.parent
     if photo.parent.name and root != photo.parent:
+        names = [f"{stem}{s}{e}" for s in ("", *MASK_SUFFIXES) for e in IMAGE_SUFFIXES]
         for folder in MASK_FOLDERS:
             if mask is None and folder != photo.parent.name.lower():
-                names = [f"{stem}{e}" for e in IMAGE_SUFFIXES]
-                names += [f"{stem}{s}{e}" for s in MASK_SUFFIXES for e in IMAGE_SUFFIXES]
                 mask = _first(_entries(root / folder), names, own)
         names = [f"{stem}{KEYPOINT_SUFFIX}.json", f"{stem}.json"]
         for folder in KEYPOINT_FOLDERS:
