@@ -75,6 +75,26 @@ def test_errors_leave_nothing_behind(avatar_file, tmp_path):
         animate(avatar_file, existing, AnimateOptions(turntable=True, size=32))
 
 
+def test_a_single_pose_motion_writes_an_image_or_says_its_video_has_one_frame(avatar_file, tmp_path, capsys):
+    wave = str(EXAMPLES / "motions" / "wave.npz")
+    one_pose = AnimateOptions(motion=wave, size=48, end=1 / 30)  # the clip's first frame only
+    still = animate(avatar_file, tmp_path / "pose.png", one_pose)
+    assert still.frames == 1 and not still.notes
+    image = imageio.imread(tmp_path / "pose.png")
+    assert image.shape[:2] == (48, 48) and (image[..., :3].astype(int).sum(-1) < 3 * 240).any()
+    video = animate(avatar_file, tmp_path / "pose.mp4", one_pose)
+    assert video.frames == 1 and "single pose" in video.notes[0] and "pose.png" in video.notes[0]
+    # a clip into one image: one clear line before anything is rendered, nothing left behind
+    with pytest.raises(UserError, match="holds one image, but the motion wave.npz has 15 frames"):
+        animate(avatar_file, tmp_path / "clip.png", AnimateOptions(motion=wave, size=48, end=0.5))
+    assert not list(tmp_path.glob("*clip*"))
+    code = main(
+        ["animate", str(avatar_file), "--turntable", "-o", str(tmp_path / "spin.jpg"), "--size", "32"]
+    )
+    assert code != 0 and "a turntable has" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*spin*"))
+
+
 def test_sink_discards_on_error(tmp_path):
     with pytest.raises(RuntimeError):
         with open_frame_sink(tmp_path / "a.mp4", fps=10) as sink:

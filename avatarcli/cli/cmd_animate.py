@@ -16,7 +16,12 @@ def register(app: typer.Typer) -> None:
     def animate(
         avatar: Path = typer.Argument(..., help="Avatar file (.pt) from avatar create."),
         motion: Path = typer.Option(None, "--motion", "-m", help="Motion file to play."),
-        output: Path = typer.Option(None, "-o", "--output", help="Output .mp4, .gif or folder (PNG frames)."),
+        output: Path = typer.Option(
+            None,
+            "-o",
+            "--output",
+            help="Output .mp4, .gif, folder (PNG frames), or .png for a one-pose motion.",
+        ),
         turntable: bool = typer.Option(False, "--turntable", help="360° spin in the rest pose (no motion)."),
         view: str = typer.Option(
             "front", "--view", help="front, side, back, left, right or a yaw in degrees."
@@ -64,6 +69,9 @@ def register(app: typer.Typer) -> None:
             print_json(result.as_dict())
         else:
             console().print(
-                f"wrote [bold]{result.output}[/] — {result.frames} frames at {result.fps:g} fps "
-                f"in {result.seconds:.1f} s"
+                f"wrote [bold]{result.output}[/] — "
+                + (f"{result.frames} frames at {result.fps:g} fps" if result.frames > 1 else "one pose")
+                + f" in {result.seconds:.1f} s"
             )
+            for note in result.notes:
+                console().print(f"  note: {note}")

@@ -1,10 +1,11 @@
 """Frame sinks that stream to disk and only appear under their final name when complete.
 
 ``open_frame_sink("out.mp4", fps=30)`` picks the format from the extension: ``.mp4``/``.mov``
-(H.264 through the ffmpeg bundled in imageio-ffmpeg), ``.gif``, or a folder of PNGs (a path
-with no suffix or ending in ``/``). Frames are written as they come (memory stays flat in the
-number of frames, except GIF, whose encoder keeps the palette frames until it closes); on
-success the temporary file or folder is renamed onto the target, on any error it is removed.
+(H.264 through the ffmpeg bundled in imageio-ffmpeg), ``.gif``, a folder of PNGs (a path
+with no suffix or ending in ``/``), or one ``.png``/``.jpg`` image (a single pose). Frames are
+written as they come (memory stays flat in the number of frames, except GIF, whose encoder keeps
+the palette frames until it closes); on success the temporary file or folder is renamed onto the
+target, on any error it is removed.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import numpy as np
 from avatarcli.errors import UserError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv")
+#: one frame only: a motion file that holds a single pose
+STILL_SUFFIXES = (".png", ".jpg", ".jpeg")
 NAMED_COLOURS = {
     "white": (1.0, 1.0, 1.0),
     "black": (0.0, 0.0, 0.0),
@@ -157,8 +160,45 @@ class _PngFolderSink(FrameSink):
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+class _StillSink(FrameSink):
+    """One image: the frame of a single-pose motion."""
+
+    def __init__(self, target: Path, overwrite: bool) -> None:
+        super().__init__(target, overwrite)
+        self.frame: np.ndarray | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.frames:
+            raise UserError(
+                f"{self.target} holds one image, but more frames came; write .mp4, .gif or a folder"
+            )
+        self.frame = np.ascontiguousarray(frame)
+        self.frames = 1
+
+    def _finish(self) -> None:
+        from PIL import Image
+
+        fd, name = tempfile.mkstemp(
+            prefix=f".{self.target.stem}.", suffix=".part" + self.target.suffix, dir=self.target.parent
+        )
+        os.close(fd)
+        try:
+            Image.fromarray(self.frame).save(
+                name, format="PNG" if self.target.suffix.lower() == ".png" else "JPEG"
+            )
+            os.replace(name, self.target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            raise
+
+    def _discard(self) -> None:
+        self.frame = None
+
+
 def open_frame_sink(path: str | os.PathLike, fps: float, *, overwrite: bool = False) -> FrameSink:
-    """A sink for ``path``: video by suffix (.mp4/.mov/.mkv), .gif, else a PNG folder."""
+    """A sink for ``path``: video by suffix (.mp4/.mov/.mkv), .gif, one .png/.jpg image, else a
+    PNG folder."""
     raw = str(path)
     target = Path(raw.rstrip("/\\"))
     suffix = target.suffix.lower()
@@ -166,4 +206,8 @@ def open_frame_sink(path: str | os.PathLike, fps: float, *, overwrite: bool = Fa
         return _PngFolderSink(target, overwrite)
     if suffix in VIDEO_SUFFIXES or suffix == ".gif":
         return _ImageioSink(target, fps, overwrite)
-    raise UserError(f"unknown output type {suffix!r} for {target}; use .mp4, .gif, or a folder name")
+    if suffix in STILL_SUFFIXES:
+        return _StillSink(target, overwrite)
+    raise UserError(
+        f"unknown output type {suffix!r} for {target}; use .mp4, .gif, a folder name, or .png for one pose"
+    )

@@ -60,6 +60,7 @@ class AnimateResult:
     fps: float
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -69,6 +70,7 @@ class AnimateResult:
             "seconds": round(self.seconds, 3),
             "render_fps": round(self.frames / max(self.timings.get("render", 0) + 1e-9, 1e-9), 2),
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
+            "notes": self.notes,
         }
 
 
@@ -146,6 +148,7 @@ def animate(
         transl = torch.zeros(count, 3)
     pose, transl = pose.to(device), transl.to(device)
     frames = pose.shape[0]
+    notes = _frame_count_notes(output, frames, opts.motion)
     timings["motion"] = time.perf_counter() - t1
 
     base_yaw = view_yaw(opts.view)
@@ -175,4 +178,26 @@ def animate(
                 if progress:
                     progress(e, frames, f"{e / max(td - t0, 1e-9):.1f} fps")
     timings.update(pose=pose_time, render=render_time, encode=write_time)
-    return AnimateResult(Path(output), frames, fps, time.perf_counter() - t0, timings)
+    return AnimateResult(Path(output), frames, fps, time.perf_counter() - t0, timings, notes)
+
+
+def _frame_count_notes(output: str | os.PathLike, frames: int, motion: str | None) -> list[str]:
+    """An image holds one pose (an error for a clip, before any rendering); a one-frame video
+    plays as nothing in most players, so say how to get the pose as an image instead."""
+    from avatarcli.media.writers import STILL_SUFFIXES
+
+    target = Path(str(output).rstrip("/\\"))
+    if target.suffix.lower() in STILL_SUFFIXES:
+        if frames > 1:
+            what = f"the motion {Path(motion).name} has" if motion else "a turntable has"
+            raise UserError(
+                f"{target.name} holds one image, but {what} {frames} frames; "
+                "write .mp4, .gif or a folder of PNGs instead"
+            )
+        return []
+    if frames == 1 and motion:
+        return [
+            f"{Path(motion).name} holds a single pose: the output has one frame "
+            f"(-o {target.stem}.png writes it as an image)"
+        ]
+    return []
