@@ -160,6 +160,40 @@ def test_back_fill_gives_the_back_of_the_head_the_hair_colour_and_the_back_the_s
     assert torch.allclose(explicit, with_back)
 
 
+def test_back_of_the_head_shows_a_hat_on_top_and_the_hair_under_its_brim():
+    """A straw hat over long dark hair: the back of the head shows the hat on top and the hair
+    under its brim, down the neck (as photos from behind show a nape under hair or a collar) —
+    not the hat's colour all the way down (the top's colour alone), which the sides seen at each
+    height rule out."""
+    head_pos, head_n, head_mask = _head_sphere()
+    neck_pos, neck_n, neck_mask, _ = _cylinder(rows=(40, 47), top=1.5, radius=0.045)
+    positions = torch.where(head_mask[..., None], head_pos, neck_pos)
+    normals = torch.where(head_mask[..., None], head_n, neck_n)
+    mask = head_mask | neck_mask
+    parts = torch.zeros(SIZE, SIZE, dtype=torch.long)  # the head part holds the neck, as on the body
+    hat, hair = torch.tensor([0.8, 0.65, 0.4]), torch.tensor([0.15, 0.1, 0.08])
+    skin = torch.tensor([0.85, 0.65, 0.55])
+    height, forward = positions[..., 1], normals[..., 2]
+    hidden_hair = neck_mask & (forward < 0)  # the nape under the hair
+    truth = torch.where(
+        (height >= 1.65)[..., None],
+        hat,
+        torch.where((head_mask & (forward < 0.6) | hidden_hair)[..., None], hair, skin),
+    )
+    truth = truth.permute(2, 0, 1) * mask
+    known = mask & (forward > 0.2)  # a front photo
+    graph = build_texel_graph(positions, mask, normals, parts)
+    filled = fill_unseen_texels(truth * known, known, graph, "back+harmonic", head_parts=[0])
+    back = mask & (forward < -0.3)
+    for region, colour in (
+        (back & (height > 1.67), hat),
+        (back & head_mask & (height > 1.52) & (height < 1.63), hair),
+        (back & neck_mask & (height < 1.48), hair),
+    ):
+        assert region.sum() > 20
+        assert (filled[:, region] - colour[:, None]).abs().mean() < 0.08
+
+
 def test_regions_nobody_saw_get_the_mean_seen_colour():
     positions, normals, mask, _ = _cylinder(cols=(4, 30))
     far, _, far_mask, _ = _cylinder(cols=(34, 60))
