@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import sys
 import zlib
 from pathlib import Path
 
@@ -77,6 +78,36 @@ def test_exif_orientation_is_applied(tmp_path):
     rgb = load_image(path).rgb
     assert rgb.shape == (120, 60, 3)  # upright: portrait
     assert rgb[5, 30, 2] > 200 and rgb[-5, 30, 0] > 200  # the blue strip is now on top
+
+
+def _heif_photo(path, size=(96, 64)):
+    """A HEIC file written by pillow-heif: red left half, blue right half."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    arr = np.zeros((size[1], size[0], 3), np.uint8)
+    arr[:, : size[0] // 2, 0] = 230
+    arr[:, size[0] // 2 :, 2] = 230
+    pillow_heif.from_bytes(mode="RGB", size=size, data=arr.tobytes()).save(path, quality=95)
+    return path
+
+
+def test_heic_photos_are_read_and_a_renamed_one_is_recognised(tmp_path):
+    rgb = load_image(_heif_photo(tmp_path / "phone.HEIC")).rgb
+    assert rgb.shape == (64, 96, 3) and rgb[32, 10, 0] > 180 and rgb[32, 85, 2] > 180
+    renamed = tmp_path / "phone.jpg"  # a phone photo renamed .jpg is still HEIF inside
+    renamed.write_bytes((tmp_path / "phone.HEIC").read_bytes())
+    assert load_image(renamed).rgb.shape == (64, 96, 3)
+
+
+def test_heic_without_pillow_heif_says_how_to_install_it(tmp_path, monkeypatch):
+    path = tmp_path / "phone.heic"
+    path.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    monkeypatch.setitem(sys.modules, "pillow_heif", None)  # import fails, as where it is absent
+    with pytest.raises(InputFileError, match="HEIC/HEIF photo .* pip install pillow-heif"):
+        load_image(path)
+    header_only = tmp_path / "renamed.jpg"  # recognised by its header, whatever its name
+    header_only.write_bytes(path.read_bytes())
+    with pytest.raises(InputFileError, match="pip install pillow-heif"):
+        load_image(header_only)
 
 
 @pytest.mark.parametrize("mode", ["L", "I;16", "CMYK", "P", "LA"])

@@ -15,7 +15,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from avatarcli.cli.app import state
         from avatarcli.cli.output import console, print_json
-        from avatarcli.pipelines.doctor import doctor_report
+        from avatarcli.pipelines.doctor import OPTIONAL_PACKAGES, doctor_report
 
         report = doctor_report(smplx_dir=smplx_dir, device=state.device)
         if json_out:
@@ -49,4 +49,6 @@ def register(app: typer.Typer) -> None:
         p.add_column("version")
         for name, ver in report["packages"].items():
             p.add_row(name, ver or "[red]not installed[/]")
+        for name, ver in report["optional_packages"].items():
+            p.add_row(name, ver or f"[dim]not installed — optional: {OPTIONAL_PACKAGES[name]}[/]")
         con.print(p)

@@ -3,7 +3,9 @@
 Handled: EXIF orientation, palette/grayscale/CMYK/16-bit/float modes, RGBA (the alpha is
 returned separately because matted photos use it as the person mask), truncated files, empty
 files, non-images, and decompression bombs (the pixel count is checked from the header
-*before* the pixels are decoded).
+*before* the pixels are decoded). HEIC/HEIF (phones' default photo format) is read through the
+optional ``pillow-heif`` package; without it such a photo, recognised by its name or its header,
+fails with the command that installs it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ MAX_PIXELS = 100_000_000
 MIN_SIDE = 32
 #: An alpha channel counts as a person mask when at least this share of pixels is transparent.
 MIN_TRANSPARENT_FRACTION = 0.05
+HEIF_SUFFIXES = (".heic", ".heif")
+#: ISO base-media brands of HEIF stills (bytes 8-12 of the file, after "ftyp" at 4-8)
+HEIF_BRANDS = (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1")
 
 
 @dataclass
@@ -40,6 +45,8 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise InputFileError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise InputFileError(f"{path}: the file is empty (0 bytes)")
+    if is_heif(path):
+        _enable_heif(path)
     try:
         img = Image.open(path)
     except UnidentifiedImageError:
@@ -65,6 +72,30 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         except (OSError, SyntaxError, ValueError) as exc:
             raise InputFileError(f"{path}: image data is damaged or truncated ({exc})") from None
         return _to_rgb(img)
+
+
+def is_heif(path: Path) -> bool:
+    """A HEIC/HEIF photo, by its name or (a phone photo renamed .jpg) by its header."""
+    if path.suffix.lower() in HEIF_SUFFIXES:
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:
+        return False
+    return head[4:8] == b"ftyp" and head[8:12] in HEIF_BRANDS
+
+
+def _enable_heif(path: Path) -> None:
+    """Let PIL open HEIF through pillow-heif, or say how to get it."""
+    try:
+        import pillow_heif
+    except ImportError:
+        raise InputFileError(
+            f"{path}: a HEIC/HEIF photo (phones' default format) needs the optional pillow-heif "
+            "package: pip install pillow-heif (or save the photo as JPEG)"
+        ) from None
+    pillow_heif.register_heif_opener()
 
 
 def _to_rgb(img) -> LoadedImage:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif")
 #: ``<name><suffix>.<image>`` beside ``<name>.<image>`` is that photo's person mask
 MASK_SUFFIXES = ("_mask", "_seg", "_segmentation", "_matte", "_alpha")
 KEYPOINT_SUFFIX = "_keypoints"

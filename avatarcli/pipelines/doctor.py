@@ -13,6 +13,8 @@ KEY_PACKAGES = (
     "torch", "numpy", "smplx", "anny", "diffusers", "mediapipe", "opencv-contrib-python",
     "trimesh", "embreex", "imageio", "imageio-ffmpeg", "ufbx", "safetensors", "typer", "rich",
 )  # fmt: skip
+#: packages that add a feature when installed: name → what it adds
+OPTIONAL_PACKAGES = {"pillow-heif": "HEIC/HEIF photos (pip install pillow-heif)"}
 
 
 def _version_of(dist: str) -> str | None:
@@ -80,6 +82,7 @@ def doctor_report(smplx_dir: Path | None = None, device: str = "auto") -> dict[s
         "platform": platform.platform(),
         "device": device_report(device),
         "packages": {name: _version_of(name) for name in KEY_PACKAGES},
+        "optional_packages": {name: _version_of(name) for name in OPTIONAL_PACKAGES},
         "bodies": body_report(smplx_dir),
         "weights": weights_report(),
     }
