@@ -194,6 +194,31 @@ def test_back_of_the_head_shows_a_hat_on_top_and_the_hair_under_its_brim():
         assert (filled[:, region] - colour[:, None]).abs().mean() < 0.08
 
 
+@pytest.mark.parametrize("bare", [False, True])
+def test_a_necklines_skin_is_not_copied_onto_the_back_but_a_bare_torsos_is(bare):
+    """A V-neck shows skin on the front only: the back between the shoulders stays the shirt's
+    colour. A bare torso (skin all over its front) keeps skin on the back too."""
+    head_pos, head_n, head_mask = _head_sphere()
+    body_pos, body_n, body_mask, _ = _cylinder(rows=(38, 62), top=1.45)
+    positions = torch.where(head_mask[..., None], head_pos, body_pos)
+    normals = torch.where(head_mask[..., None], head_n, body_n)
+    mask = head_mask | body_mask
+    parts = torch.where(head_mask, 0, 1)  # "head", "torso" in PART_NAMES
+    skin, shirt = torch.tensor([0.85, 0.65, 0.55]), torch.tensor([0.1, 0.1, 0.12])
+    height, across, forward = positions[..., 1], positions[..., 0], normals[..., 2]
+    v_neck = body_mask & (forward > 0.3) & (height > 1.36) & (across.abs() < 0.04)
+    garment = body_mask & ~v_neck & torch.tensor(not bare)
+    truth = torch.where(garment[..., None], shirt, skin).permute(2, 0, 1) * mask
+    known = mask & (forward > 0.2)  # a front photo
+    graph = build_texel_graph(positions, mask, normals, parts)
+    filled = fill_unseen_texels(truth * known, known, graph, "back+harmonic", head_parts=[0])
+    between_shoulders = body_mask & (forward < -0.5) & (height > 1.37) & (across.abs() < 0.03)
+    assert between_shoulders.sum() > 10
+    expected = skin if bare else shirt
+    # the old copy left a pale patch there: 0.08 off the shirt on average
+    assert (filled[:, between_shoulders] - expected[:, None]).abs().mean() < 0.02
+
+
 def test_regions_nobody_saw_get_the_mean_seen_colour():
     positions, normals, mask, _ = _cylinder(cols=(4, 30))
     far, _, far_mask, _ = _cylinder(cols=(34, 60))
