@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -217,6 +218,24 @@ def test_a_necklines_skin_is_not_copied_onto_the_back_but_a_bare_torsos_is(bare)
     expected = skin if bare else shirt
     # the old copy left a pale patch there: 0.08 off the shirt on average
     assert (filled[:, between_shoulders] - expected[:, None]).abs().mean() < 0.02
+
+
+def test_a_torso_seen_only_from_behind_is_filled_without_warnings():
+    """No seen torso front to copy from (the face seen, the torso only from behind): the
+    neckline rule has nothing to drop."""
+    head_pos, head_n, head_mask = _head_sphere()
+    body_pos, body_n, body_mask, _ = _cylinder(rows=(38, 62), top=1.45)
+    positions = torch.where(head_mask[..., None], head_pos, body_pos)
+    normals = torch.where(head_mask[..., None], head_n, body_n)
+    mask = head_mask | body_mask
+    truth = torch.full((3, SIZE, SIZE), 0.4) * mask
+    facing = normals[..., 2]
+    known = (head_mask & (facing > 0.2)) | (body_mask & (facing < -0.2))  # the face, the torso's back
+    graph = build_texel_graph(positions, mask, normals, torch.where(head_mask, 0, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        filled = fill_unseen_texels(truth * known, known, graph, "mirror+back+harmonic", head_parts=[0])
+    assert torch.allclose(filled[:, mask], torch.tensor(0.4), atol=0.02)
 
 
 def test_regions_nobody_saw_get_the_mean_seen_colour():

@@ -259,7 +259,7 @@ def _without_neckline(
     """``source`` (the torso's seen front) without the skin of a neckline, which the back does not
     show (a V-neck or an open collar copied round paints a pale patch between the shoulders)."""
     skin_like = ~_unlike_skin(colours[source], skin)
-    if skin_like.mean() >= _NECKLINE_SKIN_SHARE:
+    if source.size == 0 or skin_like.mean() >= _NECKLINE_SKIN_SHARE:  # none seen (from behind), or bare
         return source
     torso = graph.positions[np.flatnonzero(in_torso)]
     low, high = torso[:, 1].min(), torso[:, 1].max()
