@@ -34,10 +34,7 @@ def atomic_write(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator
     tmp = Path(tmp_name)
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, target)
+        publish(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -55,3 +52,12 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def publish(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Move a finished temporary file or folder onto ``target`` with the permissions a normal
+    write would give (mkstemp makes 0600, mkdtemp 0700: others could not read the output)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, (0o777 if os.path.isdir(tmp) else 0o666) & ~umask)
+    os.replace(tmp, target)

@@ -42,6 +42,7 @@ def test_motion_mp4_streams_and_frames_the_body(avatar_file, tmp_path):
     opts = AnimateOptions(motion=str(EXAMPLES / "motions" / "wave.npz"), size=96, end=0.5)
     result = animate(avatar_file, out, opts)
     assert out.exists() and result.frames == 15
+    assert out.stat().st_mode & 0o044  # readable by others, as any written file
     frames = [f for f in imageio.get_reader(out)]  # list() trusts a bogus len() hint
     assert len(frames) == 15
     body = np.stack(frames).astype(int).sum(-1) < 3 * 240  # non-white pixels
@@ -59,6 +60,7 @@ def test_png_folder_and_orbit(avatar_file, tmp_path):
     result = animate(avatar_file, out, opts)
     pngs = sorted(out.glob("frame_*.png"))
     assert len(pngs) == result.frames > 1
+    assert out.stat().st_mode & 0o055  # a folder others can list, as mkdir would make it
     assert not list(tmp_path.glob(".*part*")), "temporary output left behind"
 
 
@@ -80,6 +82,7 @@ def test_a_single_pose_motion_writes_an_image_or_says_its_video_has_one_frame(av
     one_pose = AnimateOptions(motion=wave, size=48, end=1 / 30)  # the clip's first frame only
     still = animate(avatar_file, tmp_path / "pose.png", one_pose)
     assert still.frames == 1 and not still.notes
+    assert (tmp_path / "pose.png").stat().st_mode & 0o044  # readable by others, as any written file
     image = imageio.imread(tmp_path / "pose.png")
     assert image.shape[:2] == (48, 48) and (image[..., :3].astype(int).sum(-1) < 3 * 240).any()
     video = animate(avatar_file, tmp_path / "pose.mp4", one_pose)

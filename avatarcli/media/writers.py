@@ -130,8 +130,10 @@ class _ImageioSink(FrameSink):
         self.frames += 1
 
     def _finish(self) -> None:
+        from avatarcli.io_utils import publish
+
         self.writer.close()
-        os.replace(self.tmp, self.target)
+        publish(self.tmp, self.target)
 
     def _discard(self) -> None:
         with contextlib.suppress(Exception):
@@ -152,9 +154,11 @@ class _PngFolderSink(FrameSink):
         self.frames += 1
 
     def _finish(self) -> None:
+        from avatarcli.io_utils import publish
+
         if self.target.exists():
             shutil.rmtree(self.target) if self.target.is_dir() else self.target.unlink()
-        os.replace(self.tmp, self.target)
+        publish(self.tmp, self.target)
 
     def _discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
@@ -178,19 +182,11 @@ class _StillSink(FrameSink):
     def _finish(self) -> None:
         from PIL import Image
 
-        fd, name = tempfile.mkstemp(
-            prefix=f".{self.target.stem}.", suffix=".part" + self.target.suffix, dir=self.target.parent
-        )
-        os.close(fd)
-        try:
-            Image.fromarray(self.frame).save(
-                name, format="PNG" if self.target.suffix.lower() == ".png" else "JPEG"
-            )
-            os.replace(name, self.target)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-            raise
+        from avatarcli.io_utils import atomic_write
+
+        kind = "PNG" if self.target.suffix.lower() == ".png" else "JPEG"
+        with atomic_write(self.target) as tmp:  # the existing file was checked when opened
+            Image.fromarray(self.frame).save(tmp, format=kind, quality=95)
 
     def _discard(self) -> None:
         self.frame = None
