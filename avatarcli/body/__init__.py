@@ -27,7 +27,8 @@ def load_body(
     device: str | None = None,
 ) -> BodyModel:
     """Build (or fetch from the in-process cache) a body model by backend name."""
-    key = (name, str(model_dir), gender, str(device))
+    folder = smplx_dir_from_env(model_dir) if name == "smplx" else None  # the env var may change
+    key = (name, str(folder), gender, str(device))
     if key in _CACHE:
         return _CACHE[key]
     if name == "anny":
@@ -37,7 +38,6 @@ def load_body(
     elif name == "smplx":
         from avatarcli.body.smplx_backend import SmplxBody
 
-        folder = smplx_dir_from_env(model_dir)
         if folder is None:
             raise UserError(
                 "the smplx body needs the SMPL-X model files: pass --smplx-dir DIR or set "
