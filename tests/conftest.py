@@ -21,8 +21,10 @@ SMPLX_PARENTS = [-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 1
 SMPLX_V, SMPLX_J, SMPLX_F = 10475, 55, 20908
 
 
-def make_smplx_npz(path: Path, seed: int = 0) -> Path:
+def make_smplx_npz(path: Path, seed: int = 0, correctives: float = 0.0) -> Path:
     """A SMPL-X-format model file with the real sizes and random values (never committed).
+    ``correctives`` > 0: pose-corrective shapes of about that size (m per radian-ish), each vertex
+    moved by the rotation of the joint it is skinned to, as SMPL-X's are local; else none.
 
     Joints sit on a plausible human skeleton (from the anny-derived rest joints would tie the
     fixture to anny; instead a hand-made T-pose layout), vertices scatter around the joints
@@ -62,7 +64,7 @@ def make_smplx_npz(path: Path, seed: int = 0) -> Path:
         v_template=v_template,
         f=faces,
         shapedirs=rng.normal(scale=1e-3, size=(SMPLX_V, 3, 20)).astype(np.float32),
-        posedirs=np.zeros((SMPLX_V, 3, (SMPLX_J - 1) * 9), np.float32),
+        posedirs=_posedirs(rng, owner, correctives),
         J_regressor=jreg,
         weights=weights,
         kintree_table=kt,
@@ -77,6 +79,15 @@ def make_smplx_npz(path: Path, seed: int = 0) -> Path:
     )
     np.savez_compressed(path, **data)
     return path
+
+
+def _posedirs(rng: np.random.Generator, owner: np.ndarray, size: float) -> np.ndarray:
+    posedirs = np.zeros((SMPLX_V, 3, (SMPLX_J - 1) * 9), np.float32)
+    if size > 0:
+        for v, joint in enumerate(owner):
+            if joint > 0:  # the pose feature (R - I) of joint j sits at columns 9(j-1) .. 9j
+                posedirs[v, :, 9 * (joint - 1) : 9 * joint] = rng.normal(scale=size, size=(3, 9))
+    return posedirs
 
 
 @pytest.fixture(scope="session")

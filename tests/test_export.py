@@ -159,6 +159,8 @@ def test_cli_export_json_and_mistakes(clothed_avatar, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["export", str(path), "-o", str(tmp_path / "x.fbx")]) == 2
     assert ".glb" in capsys.readouterr().err
+    assert main(["export", str(path), "-o", str(tmp_path / "c.glb"), "--corrective-shapes"]) == 2
+    assert "--motion" in capsys.readouterr().err and not (tmp_path / "c.glb").exists()
     # default output: next to the avatar, and its own preview stays the avatar's
     own_preview = path.with_name(path.stem + "_preview.png")
     own_preview.write_bytes(b"the avatar's preview")
@@ -280,3 +282,57 @@ def test_an_avatar_in_another_uv_layout_exports_that_layout(anny_body, tmp_path)
     uv = glb.accessor(glb.document["meshes"][0]["primitives"][0]["attributes"]["TEXCOORD_0"])
     _, uv_index, _ = split_uv_seams(anny_body.faces.numpy(), anny_body.uv_faces.numpy())
     assert np.allclose(uv, mirrored.numpy()[uv_index], atol=1e-6)
+
+
+def test_corrective_shapes_make_four_influences_pose_as_the_tool(clothed_avatar, exported, tmp_path):
+    """Asked for on anny, the clip's corrective morph targets take in what four influences drop:
+    the file (read back, posed as a viewer would) then lands within the tolerance of the tool."""
+    path, _ = clothed_avatar
+    plain, _ = exported
+    result = export_glb(
+        path,
+        tmp_path / "baked.glb",
+        ExportOptions(motion=str(WAVE), end=0.5, corrective_shapes=True, preview=False),
+    )
+    assert plain.morph_targets == 0 and plain.skinning_error_max > 1e-3  # the truncation error
+    assert 1 <= result.morph_targets <= 32
+    assert result.corrective_error_before >= plain.skinning_error_max * 0.99  # every frame, not 24
+    assert result.skinning_error_max < 6e-4
+    glb = read_glb(result.output)
+    mesh = glb.document["meshes"][0]
+    assert len(mesh["primitives"][0]["targets"]) == result.morph_targets == len(mesh["weights"])
+    assert mesh["extras"]["targetNames"][0] == "corrective_00"
+    channels = glb.document["animations"][0]["channels"]
+    assert [c["target"]["path"] for c in channels].count("weights") == 1
+
+
+def test_smplx_pose_correctives_are_baked_for_the_clip(tmp_path_factory, tmp_path, monkeypatch):
+    """SMPL-X's pose-corrective shapes (here synthetic, ~1 cm) are baked by default when a clip is
+    exported; without them (--no-corrective-shapes) the file misses them by centimetres."""
+    from conftest import make_smplx_npz
+
+    from avatarcli.body import load_body
+
+    folder = tmp_path_factory.mktemp("smplx_correctives")
+    make_smplx_npz(folder / "SMPLX_NEUTRAL.npz", correctives=0.01)
+    monkeypatch.setenv("AVATAR_SMPLX_DIR", str(folder))
+    body = load_body("smplx", model_dir=folder)
+    assert body.has_pose_correctives
+    avatar = Avatar(
+        body_backend="smplx",
+        body_model_id=body.model_id,
+        shape=torch.zeros(body.num_shape),
+        uv_layout="smplx",
+        textures={"rgb": torch.full((32, 32, 3), 128, dtype=torch.uint8)},
+    )
+    path = save_avatar(avatar, tmp_path / "smplx.pt")
+    motion = dict(motion=str(WAVE), end=0.5, preview=False)
+    baked = export_glb(path, tmp_path / "baked.glb", ExportOptions(**motion))
+    plain = export_glb(path, tmp_path / "plain.glb", ExportOptions(**motion, corrective_shapes=False))
+    assert baked.morph_targets >= 1 and plain.morph_targets == 0
+    assert plain.skinning_error_max > 5e-3
+    assert baked.skinning_error_max < 6e-4
+    assert any("left out" in note for note in plain.notes)
+    assert not any("pose-corrective" in note for note in baked.notes)
+    with pytest.raises(UserError, match="--motion"):
+        export_glb(path, tmp_path / "still.glb", ExportOptions(corrective_shapes=True))

@@ -35,6 +35,7 @@ class ClothedBody(BodyModel):
         self.name = base.name
         self.model_id = base.model_id
         self.num_shape = base.num_shape
+        self.has_pose_correctives = base.has_pose_correctives
 
     # The mesh, layout and skeleton are the base body's (properties follow ``.to(device)``).
     @property

@@ -35,6 +35,9 @@ class BodyModel(ABC, torch.nn.Module):
     #: backend identity stored in avatar files; loading with another id fails clearly
     model_id: str
     num_shape: int
+    #: True where posing adds pose-dependent shape offsets to linear blend skinning (SMPL-X's
+    #: pose correctives), which a plain skinned export leaves out
+    has_pose_correctives: bool = False
 
     # Buffers set by subclasses:
     faces: torch.Tensor  # (F, 3) long, counter-clockwise seen from outside

@@ -44,6 +44,7 @@ class SmplxBody(BodyModel):
     """SMPL-X through the ``smplx`` package, 10 betas by default, full hand pose."""
 
     name = "smplx"
+    has_pose_correctives = True
 
     def __init__(self, path: Path, gender: str = "neutral", num_betas: int = 10) -> None:
         super().__init__()

@@ -33,6 +33,13 @@ def register(app: typer.Typer) -> None:
             "--refine-steps",
             help="Rebuild the texture from the kept photos, refined N steps (64: sharper).",
         ),
+        corrective_shapes: bool = typer.Option(
+            None,
+            "--corrective-shapes/--no-corrective-shapes",
+            help="Bake the clip's pose-corrective shapes into morph targets so viewers pose the mesh "
+            "as avatar animate does (default: on for SMPL-X; on for anny corrects 4-influence skinning).",
+            show_default=False,
+        ),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
         json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
     ) -> None:
@@ -47,10 +54,10 @@ def register(app: typer.Typer) -> None:
         opts = ExportOptions(
             motion=str(motion) if motion else None, fps=fps, start=start, end=end, loop=loop,
             in_place=in_place, mapping=str(mapping) if mapping else None, overwrite=overwrite,
-            influences=influences, refine_steps=refine_steps,
+            influences=influences, refine_steps=refine_steps, corrective_shapes=corrective_shapes,
         )  # fmt: skip
         with progress() as bar:
-            task = bar.add_task("exporting", total=4, status="")
+            task = bar.add_task("exporting", total=5, status="")
 
             def report(done: int, total: int, status: str) -> None:
                 bar.update(task, completed=done, total=total, status=status)
@@ -62,6 +69,8 @@ def register(app: typer.Typer) -> None:
         line = f"wrote [bold]{result.output}[/] — {result.vertices} vertices, {result.joints} joints"
         if result.frames:
             line += f", {result.frames} frames at {result.fps:g} fps"
+        if result.morph_targets:
+            line += f", {result.morph_targets} corrective morph targets"
         console().print(line + f" (preview {result.preview})")
         for note in result.notes:
             console().print(f"  note: {note}")

@@ -5,9 +5,11 @@ dependency does. The subset written here is what Blender, three.js and Unity's i
 a triangle mesh with POSITION / NORMAL / TEXCOORD_0 / JOINTS_0 / WEIGHTS_0 (four influences;
 eight with JOINTS_1 / WEIGHTS_1, which Blender reads and three.js ignores),
 a skin whose joints are a node hierarchy (rest offsets as translations, identity rotations),
-one PNG base-colour texture, and one animation (a rotation channel per joint, LINEAR, plus the
-root's translation). :func:`read_glb` and :func:`pose_glb` read that subset back, so the file's
-own data can be checked against the body it came from.
+one PNG base-colour texture, optional morph targets (position deltas at rest, e.g. pose-corrective
+shapes baked for a clip; stored sparsely where they move few vertices), and one animation (a
+rotation channel per joint, LINEAR, plus the root's translation and, with morph targets, their
+weights). :func:`read_glb` and :func:`pose_glb` read that subset back, so the file's own data can
+be checked against the body it came from.
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ class SkinnedMesh:
     joint_positions: np.ndarray  # (J, 3)
     texture_png: bytes
     name: str = "avatar"
+    #: (K, V, 3) position deltas at rest, added with the clip's weights before skinning
+    morph_targets: np.ndarray | None = None
+    morph_names: tuple[str, ...] = ()
 
 
 @dataclass
@@ -57,6 +62,8 @@ class SkeletonClip:
     root_translation: np.ndarray  # (T, 3): the root joint's position in the mesh's frame
     fps: float
     name: str = "motion"
+    #: (T, K) weights of the mesh's morph targets per frame
+    morph_weights: np.ndarray | None = None
 
 
 class _Buffer:
@@ -92,6 +99,30 @@ class _Buffer:
         self.accessors.append(entry)
         return len(self.accessors) - 1
 
+    def delta_accessor(self, deltas: np.ndarray) -> int:
+        """(V, 3) float position deltas; stored sparsely (indices + values of the non-zero rows,
+        zeros elsewhere) when at most half the rows move — a corrective that moves a hand only."""
+        deltas = np.ascontiguousarray(deltas, dtype=np.float32)
+        moved = np.flatnonzero(np.any(deltas != 0, axis=1))
+        if len(moved) > len(deltas) // 2:
+            return self.accessor(deltas, "VEC3", _FLOAT, _ARRAY_BUFFER)
+        entry = {
+            "componentType": _FLOAT,
+            "count": len(deltas),
+            "type": "VEC3",
+            "min": [float(x) for x in deltas.min(0)],
+            "max": [float(x) for x in deltas.max(0)],
+        }
+        if len(moved):
+            rows = self.view(moved.astype(np.uint32).tobytes())
+            entry["sparse"] = {
+                "count": len(moved),
+                "indices": {"bufferView": rows, "componentType": _UINT},
+                "values": {"bufferView": self.view(deltas[moved].tobytes())},
+            }
+        self.accessors.append(entry)
+        return len(self.accessors) - 1
+
 
 def glb_bytes(mesh: SkinnedMesh, clip: SkeletonClip | None = None, generator: str = "avatarcli") -> bytes:
     """The whole ``.glb`` file for ``mesh`` (and ``clip``) as bytes."""
@@ -113,6 +144,14 @@ def glb_bytes(mesh: SkinnedMesh, clip: SkeletonClip | None = None, generator: st
         attributes[f"JOINTS_{k}"] = buf.accessor(mesh.joints[:, block], "VEC4", _UBYTE, _ARRAY_BUFFER)
         attributes[f"WEIGHTS_{k}"] = buf.accessor(mesh.weights[:, block], "VEC4", _FLOAT, _ARRAY_BUFFER)
     indices = buf.accessor(mesh.triangles.reshape(-1), "SCALAR", _UINT, _ELEMENT_ARRAY_BUFFER)
+    primitive: dict = {"attributes": attributes, "indices": indices, "material": 0}
+    mesh_entry: dict = {"name": mesh.name, "primitives": [primitive]}
+    n_targets = _morph_count(mesh, clip)
+    if n_targets:
+        primitive["targets"] = [{"POSITION": buf.delta_accessor(target)} for target in mesh.morph_targets]
+        mesh_entry["weights"] = [0.0] * n_targets
+        names = list(mesh.morph_names) or [f"shape_{k:02d}" for k in range(n_targets)]
+        mesh_entry["extras"] = {"targetNames": names}
     rest = np.asarray(mesh.joint_positions, dtype=np.float64)
     inverse_bind = np.tile(np.eye(4), (n_joints, 1, 1))
     inverse_bind[:, :3, 3] = -rest  # the rest frames are translations only
@@ -133,9 +172,7 @@ def glb_bytes(mesh: SkinnedMesh, clip: SkeletonClip | None = None, generator: st
         "scene": 0,
         "scenes": [{"nodes": [n_joints, *roots]}],
         "nodes": nodes,
-        "meshes": [
-            {"name": mesh.name, "primitives": [{"attributes": attributes, "indices": indices, "material": 0}]}
-        ],
+        "meshes": [mesh_entry],
         "skins": [{"joints": list(range(n_joints)), "inverseBindMatrices": ibm, "skeleton": roots[0]}],
         "materials": [
             {
@@ -152,7 +189,7 @@ def glb_bytes(mesh: SkinnedMesh, clip: SkeletonClip | None = None, generator: st
         "images": [{"bufferView": image_view, "mimeType": "image/png"}],
     }
     if clip is not None:
-        document["animations"] = [_animation(buf, clip, n_joints, roots[0])]
+        document["animations"] = [_animation(buf, clip, n_joints, roots[0], mesh_node=n_joints)]
     document["buffers"] = [{"byteLength": len(buf.data)}]
     document["bufferViews"] = buf.views
     document["accessors"] = buf.accessors
@@ -171,7 +208,24 @@ def glb_bytes(mesh: SkinnedMesh, clip: SkeletonClip | None = None, generator: st
     )
 
 
-def _animation(buf: _Buffer, clip: SkeletonClip, n_joints: int, root: int) -> dict:
+def _morph_count(mesh: SkinnedMesh, clip: SkeletonClip | None) -> int:
+    """How many morph targets the mesh carries, after checking they fit the mesh and the clip."""
+    if mesh.morph_targets is None:
+        if clip is not None and clip.morph_weights is not None:
+            raise ValueError("the clip animates morph weights but the mesh has no morph targets")
+        return 0
+    count = mesh.morph_targets.shape[0]
+    if mesh.morph_targets.shape != (count, mesh.positions.shape[0], 3):
+        raise ValueError("morph targets must be (K, V, 3) position deltas, one per vertex")
+    if mesh.morph_names and len(mesh.morph_names) != count:
+        raise ValueError("one name per morph target")
+    if clip is not None and clip.morph_weights is not None:
+        if clip.morph_weights.shape != (clip.rotations.shape[0], count):
+            raise ValueError("the clip needs (T, K) morph weights, one per frame and target")
+    return count
+
+
+def _animation(buf: _Buffer, clip: SkeletonClip, n_joints: int, root: int, mesh_node: int) -> dict:
     frames = clip.rotations.shape[0]
     if clip.rotations.shape != (frames, n_joints, 4) or clip.root_translation.shape != (frames, 3):
         raise ValueError("the clip needs (T, joints, 4) rotations and (T, 3) root translations")
@@ -184,6 +238,10 @@ def _animation(buf: _Buffer, clip: SkeletonClip, n_joints: int, root: int) -> di
     output = buf.accessor(clip.root_translation, "VEC3", _FLOAT)
     samplers.append({"input": times, "output": output, "interpolation": "LINEAR"})
     channels.append({"sampler": n_joints, "target": {"node": root, "path": "translation"}})
+    if clip.morph_weights is not None:  # glTF: K scalars per key, frame after frame
+        output = buf.accessor(clip.morph_weights.reshape(-1), "SCALAR", _FLOAT)
+        samplers.append({"input": times, "output": output, "interpolation": "LINEAR"})
+        channels.append({"sampler": len(samplers) - 1, "target": {"node": mesh_node, "path": "weights"}})
     return {"name": clip.name, "samplers": samplers, "channels": channels}
 
 
@@ -211,13 +269,26 @@ class GLB:
 
     def accessor(self, index: int) -> np.ndarray:
         entry = self.document["accessors"][index]
-        view = self.document["bufferViews"][entry["bufferView"]]
         width = _COMPONENTS[entry["type"]]
         dtype = np.dtype(_DTYPES[entry["componentType"]]).newbyteorder("<")
-        start = view.get("byteOffset", 0) + entry.get("byteOffset", 0)
-        count = entry["count"] * width
-        flat = np.frombuffer(self.binary, dtype=dtype, count=count, offset=start)
+        if "bufferView" in entry:
+            flat = self._read(entry["bufferView"], dtype, entry["count"] * width, entry.get("byteOffset", 0))
+        else:  # glTF: an accessor without a bufferView is zeros (then usually sparse)
+            flat = np.zeros(entry["count"] * width, dtype=dtype)
+        if "sparse" in entry:
+            sparse = entry["sparse"]
+            index_type = np.dtype(_DTYPES[sparse["indices"]["componentType"]]).newbyteorder("<")
+            rows = self._read(sparse["indices"]["bufferView"], index_type, sparse["count"])
+            values = self._read(sparse["values"]["bufferView"], dtype, sparse["count"] * width)
+            flat = flat.copy().reshape(entry["count"], width)
+            flat[rows.astype(np.int64)] = values.reshape(-1, width)
+            flat = flat.reshape(-1)
         return flat.reshape(entry["count"], width) if width > 1 else flat
+
+    def _read(self, view_index: int, dtype: np.dtype, count: int, offset: int = 0) -> np.ndarray:
+        view = self.document["bufferViews"][view_index]
+        start = view.get("byteOffset", 0) + offset
+        return np.frombuffer(self.binary, dtype=dtype, count=count, offset=start)
 
     def view_bytes(self, index: int) -> bytes:
         view = self.document["bufferViews"][index]
@@ -258,11 +329,15 @@ def _quaternion_matrix(q: np.ndarray) -> np.ndarray:
 
 def pose_glb(glb: GLB, frame: int | None = None) -> np.ndarray:
     """The skinned mesh's vertices (V, 3) at key ``frame`` of the first animation (None: at rest),
-    computed from the file alone as a glTF viewer would: node transforms from the channels, joint
+    computed from the file alone as a glTF viewer would: morph targets added with their weights
+    (the mesh's defaults, or the clip's at that key), node transforms from the channels, joint
     matrices = world × inverse bind, every JOINTS_k / WEIGHTS_k set of influences."""
     doc = glb.document
-    primitive = doc["meshes"][0]["primitives"][0]["attributes"]
+    mesh = doc["meshes"][0]
+    primitive = mesh["primitives"][0]["attributes"]
     positions = glb.accessor(primitive["POSITION"]).astype(np.float64)
+    targets = mesh["primitives"][0].get("targets", [])
+    morph = np.asarray(mesh.get("weights", [0.0] * len(targets)), dtype=np.float64)
     sets = sorted(int(name[len("JOINTS_") :]) for name in primitive if name.startswith("JOINTS_"))
     joints = np.concatenate([glb.accessor(primitive[f"JOINTS_{k}"]) for k in sets], 1).astype(np.int64)
     weights = np.concatenate([glb.accessor(primitive[f"WEIGHTS_{k}"]) for k in sets], 1).astype(np.float64)
@@ -275,9 +350,15 @@ def pose_glb(glb: GLB, frame: int | None = None) -> np.ndarray:
         animation = doc["animations"][0]
         for channel in animation["channels"]:
             sampler = animation["samplers"][channel["sampler"]]
-            value = glb.accessor(sampler["output"])[frame].astype(np.float64)
             target = channel["target"]
+            if target["path"] == "weights":
+                morph = glb.accessor(sampler["output"]).reshape(-1, len(targets))[frame].astype(np.float64)
+                continue
+            value = glb.accessor(sampler["output"])[frame].astype(np.float64)
             (rotation if target["path"] == "rotation" else translation)[target["node"]] = value
+    for weight, target in zip(morph, targets, strict=True):
+        if weight != 0.0:
+            positions = positions + weight * glb.accessor(target["POSITION"]).astype(np.float64)
     parent = {child: i for i, n in enumerate(nodes) for child in n.get("children", [])}
     world: dict[int, np.ndarray] = {}
 

@@ -6,9 +6,12 @@ mesh), split where the UV layout has seams, skinned to the body's 55 joints with
 strongest weights per vertex (glTF's common limit; ``influences=8`` keeps all of anny's, for
 Blender), the colour texture, and with ``--motion`` the retargeted clip as joint rotations plus
 root translation. Posing it in a viewer is then the
-same linear blend skinning the tool uses. What it cannot hold is said in the result's notes:
+same linear blend skinning the tool uses. What skinning alone would miss on a clip — SMPL-X's
+pose-corrective shapes, the weights four influences drop — is baked for that clip into a few
+morph targets animated with it (:mod:`avatarcli.body.baking`; on by default for SMPL-X, asked for
+with ``corrective_shapes=True`` otherwise). What it cannot hold is said in the result's notes:
 view-dependent colour from kept photos and neural renderers (the file has the merged colour
-texture they start from), and SMPL-X's pose-corrective shapes.
+texture they start from), and SMPL-X's pose-corrective shapes without a clip to bake them for.
 """
 
 from __future__ import annotations
@@ -42,6 +45,12 @@ class ExportOptions(MotionEdits):
     #: > 0: rebuild the colour texture from the avatar's kept photos with this many refinement
     #: steps (sharper where the photos look; see :func:`texture_from_kept_photos`)
     refine_steps: int = 0
+    #: bake the clip's pose-corrective shapes (and what the dropped influences would move) into
+    #: morph targets: None = for bodies that have pose correctives (SMPL-X), True/False = always/never
+    corrective_shapes: bool | None = None
+    #: morph targets are added until every vertex of every frame is this close (m) to the tool's posing
+    corrective_tolerance: float = 5e-4
+    corrective_max_targets: int = 32
 
 
 @dataclass
@@ -58,6 +67,9 @@ class ExportResult:
     #: how far the file's 4-influence skinning puts vertices from the tool's own posing (metres)
     skinning_error_max: float | None = None
     skinning_error_mean: float | None = None
+    #: morph targets baked for the clip, and the largest vertex error they leave (without them)
+    morph_targets: int = 0
+    corrective_error_before: float | None = None
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -73,6 +85,8 @@ class ExportResult:
             "seconds": round(self.seconds, 3),
             "skinning_error_max_mm": _millimetres(self.skinning_error_max, 3),
             "skinning_error_mean_mm": _millimetres(self.skinning_error_mean, 4),
+            "morph_targets": self.morph_targets,
+            "skinning_error_without_morphs_max_mm": _millimetres(self.corrective_error_before, 3),
             "notes": self.notes,
         }
 
@@ -142,6 +156,8 @@ def export_glb(
         raise UserError(f"--influences {opts.influences}: choose 4 (every viewer) or 8 (Blender; exact)")
     if opts.refine_steps < 0:
         raise UserError(f"--refine-steps must be ≥ 0, not {opts.refine_steps}")
+    if opts.corrective_shapes and not opts.motion:
+        raise UserError("--corrective-shapes bakes them for a clip; name one with --motion")
     target = Path(output)
     if target.suffix.lower() != ".glb":
         raise UserError(f"{target}: avatar export writes binary glTF; name the output .glb")
@@ -153,7 +169,7 @@ def export_glb(
     avatar, body = load_avatar_with_body(avatar_path, device)
     if "rgb" not in avatar.textures:
         raise UserError(f"{avatar_path} has no colour texture to export; recreate it with avatar create")
-    report(1, 4, "mesh")
+    report(1, 5, "mesh")
     shape = avatar.shape.to(device).reshape(1, -1)
     with torch.no_grad():
         rest = body.rest(shape)
@@ -166,7 +182,7 @@ def export_glb(
     texture = avatar.textures["rgb"]
     if opts.refine_steps > 0:
         texture = texture_from_kept_photos(
-            avatar, body, layout, opts.refine_steps, lambda message: report(1, 4, f"texture: {message}")
+            avatar, body, layout, opts.refine_steps, lambda message: report(1, 5, f"texture: {message}")
         )
     mesh = SkinnedMesh(
         positions=rest_vertices[source].astype(np.float32),
@@ -181,11 +197,17 @@ def export_glb(
         texture_png=_png(texture),
         name=Path(avatar_path).stem,
     )
-    clip = pose = transl = None
+    clip = pose = transl = baked = None
     if opts.motion:
-        report(2, 4, "motion")
+        report(2, 5, "motion")
         clip, pose, transl = _clip(body, rest_joints, opts)
-    report(3, 4, "writing")
+        if _wants_correctives(opts, body):
+            baked = _bake_correctives(body, shape, rest, joint_ids, weights, pose, transl, opts, report)
+        if baked is not None:
+            mesh.morph_targets = baked.targets[:, source]
+            mesh.morph_names = tuple(f"corrective_{k:02d}" for k in range(len(baked.targets)))
+            clip.morph_weights = baked.weights
+    report(4, 5, "writing")
     write_glb(target, mesh, clip, overwrite=opts.overwrite)
     result = ExportResult(
         output=target,
@@ -197,8 +219,16 @@ def export_glb(
         frames=0 if clip is None else int(clip.rotations.shape[0]),
         fps=None if clip is None else float(clip.fps),
         seconds=0.0,
-        notes=_notes(avatar, body, opts.refine_steps),
+        notes=_notes(avatar, body, opts.refine_steps, bool(opts.motion), opts.corrective_shapes),
     )
+    if baked is not None:
+        result.morph_targets = len(baked.targets)
+        result.corrective_error_before = baked.error_before
+        if baked.error_after > opts.corrective_tolerance:
+            result.notes.append(
+                f"{len(baked.targets)} corrective morph targets (the most) leave the file up to "
+                f"{baked.error_after * 1000:.1f} mm from the tool's posing; a shorter clip needs fewer"
+            )
     glb = read_glb(target)  # what a viewer will see, read back from the file itself
     if pose is not None:
         errors = []
@@ -211,7 +241,7 @@ def export_glb(
         result.skinning_error_mean = float(np.mean(errors))
     if opts.preview:
         result.preview = _write_preview(glb, target, texture, pose is not None)
-    report(4, 4, "done")
+    report(5, 5, "done")
     result.seconds = time.perf_counter() - t0
     return result
 
@@ -254,7 +284,49 @@ def texture_from_kept_photos(avatar, body, layout, steps: int, progress=None) ->
     return rgb_for_file(built.texture)
 
 
-def _notes(avatar, body, refine_steps: int = 0) -> list[str]:
+def _wants_correctives(opts: ExportOptions, body) -> bool:
+    if opts.corrective_shapes is not None:
+        return opts.corrective_shapes
+    return getattr(body, "has_pose_correctives", False)
+
+
+def _bake_correctives(body, shape, rest, joint_ids, weights, pose, transl, opts: ExportOptions, report):
+    """The clip's corrective morph targets for the file's own skinning (its kept influences)."""
+    from avatarcli.body.baking import bake_shapes, skinning_residuals
+
+    rest_positions = rest.vertices[0].float().double()  # as the file stores them
+
+    def posed(frames: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            count = len(frames)
+            return body(shape=shape.expand(count, -1), pose=pose[frames], transl=transl[frames]).vertices
+
+    def residuals(frames: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return skinning_residuals(
+                posed,
+                rest_positions,
+                torch.from_numpy(joint_ids),
+                torch.from_numpy(weights),
+                rest.joints[0],
+                body.parents,
+                pose,
+                transl,
+                frames,
+            )
+
+    return bake_shapes(
+        residuals,
+        pose.shape[0],
+        tolerance=opts.corrective_tolerance,
+        max_targets=opts.corrective_max_targets,
+        progress=lambda done, total: report(3, 5, f"corrective shapes {done}/{total} frames"),
+    )
+
+
+def _notes(
+    avatar, body, refine_steps: int = 0, has_motion: bool = False, correctives: bool | None = None
+) -> list[str]:
     notes = []
     if refine_steps > 0:
         notes.append(f"the colour texture was rebuilt from the kept photos and refined {refine_steps} steps")
@@ -267,8 +339,13 @@ def _notes(avatar, body, refine_steps: int = 0) -> list[str]:
         notes.append(
             "the neural renderer is not in the file: it has the colour texture the renderer starts from"
         )
-    if body.name == "smplx":
-        notes.append("SMPL-X's pose-corrective shapes are not in the file: plain skinning in any viewer")
+    if getattr(body, "has_pose_correctives", False) and not has_motion:
+        notes.append(
+            "SMPL-X's pose-corrective shapes depend on the pose, so a file without a clip has plain "
+            "skinning (with --motion they are baked into morph targets for that clip)"
+        )
+    elif getattr(body, "has_pose_correctives", False) and correctives is False:
+        notes.append("SMPL-X's pose-corrective shapes were left out (--no-corrective-shapes): plain skinning")
     return notes
 
 
