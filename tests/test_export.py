@@ -215,6 +215,12 @@ def test_eight_influences_pose_exactly(clothed_avatar, anny_body, tmp_path):
     attributes = glb.document["meshes"][0]["primitives"][0]["attributes"]
     assert {"JOINTS_0", "JOINTS_1", "WEIGHTS_0", "WEIGHTS_1"} <= set(attributes)
     assert result.skinning_error_max < 1e-4
+    exact = export_glb(
+        path,
+        tmp_path / "eight_baked.glb",
+        ExportOptions(motion=str(WAVE), end=0.2, influences=8, corrective_shapes=True, preview=False),
+    )
+    assert exact.morph_targets == 0 and any("no corrective morph targets" in n for n in exact.notes)
     with pytest.raises(UserError, match="influences"):
         export_glb(path, tmp_path / "six.glb", ExportOptions(influences=6))
 

@@ -96,15 +96,15 @@ def bake_shapes(
     worst = torch.zeros(keep + 1, dtype=sample.dtype)  # largest error with the first k targets
     for frames in torch.arange(num_frames).split(CHUNK):
         chunk = residuals(frames)
-        still = chunk[:, ~active].norm(dim=-1).amax() if (~active).any() else chunk.new_zeros(())
-        worst[0] = torch.maximum(worst[0], torch.maximum(still, chunk[:, active].norm(dim=-1).amax()))
+        still, moving = (_largest(chunk[:, subset]) for subset in (~active, active))
+        worst[0] = torch.maximum(worst[0], torch.maximum(still, moving))
         if keep:
             left = chunk[:, active].reshape(len(frames), -1)
             chunk_weights = left @ basis.T
             weights[frames] = chunk_weights
             for k in range(keep):
                 left = left - chunk_weights[:, k : k + 1] * basis[k]
-                error = left.reshape(len(frames), -1, 3).norm(dim=-1).amax()
+                error = _largest(left.reshape(len(frames), -1, 3))
                 worst[k + 1] = torch.maximum(worst[k + 1], torch.maximum(still, error))
         report(int(frames[-1]) + 1, num_frames)
     if worst[0] <= tolerance or keep == 0:
@@ -120,3 +120,8 @@ def bake_shapes(
         error_before=float(worst[0]),
         error_after=float(worst[count]),
     )
+
+
+def _largest(offsets: torch.Tensor) -> torch.Tensor:
+    """The longest of (..., 3) offsets (0 when there are none)."""
+    return offsets.norm(dim=-1).amax() if offsets.numel() else offsets.new_zeros(())

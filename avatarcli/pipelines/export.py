@@ -198,10 +198,12 @@ def export_glb(
         name=Path(avatar_path).stem,
     )
     clip = pose = transl = baked = None
+    baking = False
     if opts.motion:
         report(2, 5, "motion")
         clip, pose, transl = _clip(body, rest_joints, opts)
-        if _wants_correctives(opts, body):
+        baking = _wants_correctives(opts, body)
+        if baking:
             baked = _bake_correctives(body, shape, rest, joint_ids, weights, pose, transl, opts, report)
         if baked is not None:
             mesh.morph_targets = baked.targets[:, source]
@@ -221,6 +223,11 @@ def export_glb(
         seconds=0.0,
         notes=_notes(avatar, body, opts.refine_steps, bool(opts.motion), opts.corrective_shapes),
     )
+    if opts.motion and baking and baked is None:
+        result.notes.append(
+            f"no corrective morph targets were needed: the file's skinning poses the clip within "
+            f"{opts.corrective_tolerance * 1000:g} mm of the tool's"
+        )
     if baked is not None:
         result.morph_targets = len(baked.targets)
         result.corrective_error_before = baked.error_before
