@@ -64,8 +64,9 @@ def test_morph_weights_must_fit_the_targets():
 
 
 def test_bake_shapes_finds_the_fewest_targets_within_tolerance():
-    """Residuals of rank two over 100 frames: two targets reproduce them; a vertex no frame moves
-    stays exactly zero; residuals under the tolerance need none."""
+    """Residuals of rank two over 100 frames: two components reproduce them, each stored as one
+    target per sign so every weight lies in [0, 1]; a vertex no frame moves stays exactly zero;
+    residuals under the tolerance need none."""
     generator = torch.Generator().manual_seed(0)
     shapes = torch.randn(2, 50, 3, generator=generator) * 0.01
     shapes[:, 7] = 0.0
@@ -75,9 +76,9 @@ def test_bake_shapes_finds_the_fewest_targets_within_tolerance():
         return torch.einsum("fk,kvc->fvc", curves[frames], shapes)
 
     baked = bake_shapes(residuals, 100, tolerance=1e-5)
-    assert baked is not None and baked.targets.shape == (2, 50, 3) and baked.weights.shape == (100, 2)
+    assert baked is not None and baked.targets.shape == (4, 50, 3) and baked.weights.shape == (100, 4)
     assert baked.error_after < 1e-5 < baked.error_before
-    assert np.abs(baked.weights).max() == pytest.approx(1.0)
+    assert baked.weights.min() == 0.0 and np.allclose(baked.weights.max(0), 1.0)
     rebuilt = np.einsum("fk,kvc->fvc", baked.weights, baked.targets)
     assert np.allclose(rebuilt, residuals(torch.arange(100)).numpy(), atol=1e-5)
     assert not baked.targets[:, 7].any()

@@ -28,9 +28,10 @@ CHUNK = 40
 
 @dataclass
 class BakedShapes:
-    """``targets`` (K, V, 3) rest-space deltas and ``weights`` (T, K), each target scaled so its
-    weights stay within [-1, 1]; ``error_before``/``error_after``: the largest vertex distance (m)
-    from the tool's posing over the clip without / with them."""
+    """``targets`` (K, V, 3) rest-space deltas and ``weights`` (T, K) in [0, 1] (Blender clamps a
+    shape key to its slider range, [0, 1] unless its importer widens it, and its glTF importer
+    widens it from the first key only); ``error_before``/``error_after``: the largest vertex
+    distance (m) from the tool's posing over the clip without / with them."""
 
     targets: np.ndarray
     weights: np.ndarray
@@ -79,8 +80,9 @@ def bake_shapes(
     skinning already is.
 
     The basis is the SVD of up to :data:`BASIS_FRAMES` frames' residuals over the vertices they
-    move (by over a thousandth of the tolerance; the others stay exactly zero, so a file can store
-    the targets sparsely); every frame is then projected onto it and its error measured."""
+    move (by over a thousandth of the tolerance); every frame is then projected onto it and its
+    error measured. Vertices a target moves by under a thousandth of the tolerance are set to
+    exactly zero, so a file can store the targets sparsely."""
     report = progress or (lambda *_: None)
     picks = torch.linspace(0, num_frames - 1, min(BASIS_FRAMES, num_frames)).round().long().unique()
     sample = torch.cat([residuals(chunk) for chunk in picks.split(CHUNK)])  # (n, V, 3)
@@ -111,15 +113,30 @@ def bake_shapes(
         return None
     within = torch.nonzero(worst <= tolerance).flatten()
     count = max(1, int(within[0]) if within.numel() else int(torch.argmin(worst)))
-    scale = weights[:, :count].abs().amax(0).clamp_min(1e-12)
-    targets = torch.zeros(count, vertices, 3, dtype=sample.dtype)
-    targets[:, active] = (basis[:count] * scale[:, None]).reshape(count, -1, 3)
+    shapes = torch.zeros(count, vertices, 3, dtype=sample.dtype)
+    shapes[:, active] = basis[:count].reshape(count, -1, 3)
+    targets, curves = _one_signed(shapes, weights[:, :count])
+    targets[targets.norm(dim=-1) < tolerance * 1e-3] = 0.0  # ≤ K × 0.5 µm: sparser targets
     return BakedShapes(
         targets=targets.numpy().astype(np.float32),
-        weights=(weights[:, :count] / scale).numpy().astype(np.float32),
+        weights=curves.numpy().astype(np.float32),
         error_before=float(worst[0]),
         error_after=float(worst[count]),
     )
+
+
+def _one_signed(shapes: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same sum Σ w_k(t)·shape_k with every weight in [0, 1]: a component whose weight takes
+    both signs becomes two targets (+shape, −shape), each scaled so its weight peaks at 1."""
+    targets, curves = [], []
+    for shape, weight in zip(shapes, weights.T, strict=True):
+        for sign in (1.0, -1.0):
+            part = (sign * weight).clamp_min(0.0)
+            peak = float(part.max())
+            if peak > 0.0:
+                targets.append(sign * peak * shape)
+                curves.append(part / peak)
+    return torch.stack(targets), torch.stack(curves, 1)
 
 
 def _largest(offsets: torch.Tensor) -> torch.Tensor:

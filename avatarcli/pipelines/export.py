@@ -50,6 +50,7 @@ class ExportOptions(MotionEdits):
     corrective_shapes: bool | None = None
     #: morph targets are added until every vertex of every frame is this close (m) to the tool's posing
     corrective_tolerance: float = 5e-4
+    #: at most this many SVD components (each one morph target, two where its weight changes sign)
     corrective_max_targets: int = 32
 
 
