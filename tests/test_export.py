@@ -180,6 +180,18 @@ def test_what_the_file_cannot_hold_is_named(anny_body, tmp_path):
     assert result.skinning_error_max is None  # no motion, nothing posed
 
 
+def _grey_avatar_file(body, path: Path) -> Path:
+    """An avatar of ``body`` at its neutral shape, in its own UV layout, plain grey."""
+    avatar = Avatar(
+        body_backend=body.name,
+        body_model_id=body.model_id,
+        shape=torch.zeros(body.num_shape),
+        uv_layout=body.name,
+        textures={"rgb": torch.full((32, 32, 3), 128, dtype=torch.uint8)},
+    )
+    return save_avatar(avatar, path)
+
+
 def test_smplx_avatar_exports_its_rest_body(smplx_dir, tmp_path, monkeypatch):
     """The SMPL-X body (user files; here the synthetic fixture) exports the same way, and the
     notes say its pose-corrective shapes stay behind."""
@@ -187,14 +199,7 @@ def test_smplx_avatar_exports_its_rest_body(smplx_dir, tmp_path, monkeypatch):
 
     monkeypatch.setenv("AVATAR_SMPLX_DIR", str(smplx_dir))
     body = load_body("smplx", model_dir=smplx_dir)
-    avatar = Avatar(
-        body_backend="smplx",
-        body_model_id=body.model_id,
-        shape=torch.zeros(body.num_shape),
-        uv_layout="smplx",
-        textures={"rgb": torch.full((32, 32, 3), 128, dtype=torch.uint8)},
-    )
-    path = save_avatar(avatar, tmp_path / "smplx.pt")
+    path = _grey_avatar_file(body, tmp_path / "smplx.pt")
     result = export_glb(path, tmp_path / "smplx.glb", ExportOptions(preview=False))
     glb = read_glb(result.output)
     source = split_uv_seams(body.faces.numpy(), body.uv_faces.numpy())[0]
@@ -327,14 +332,7 @@ def test_smplx_pose_correctives_are_baked_for_the_clip(tmp_path_factory, tmp_pat
     monkeypatch.setenv("AVATAR_SMPLX_DIR", str(folder))
     body = load_body("smplx", model_dir=folder)
     assert body.has_pose_correctives
-    avatar = Avatar(
-        body_backend="smplx",
-        body_model_id=body.model_id,
-        shape=torch.zeros(body.num_shape),
-        uv_layout="smplx",
-        textures={"rgb": torch.full((32, 32, 3), 128, dtype=torch.uint8)},
-    )
-    path = save_avatar(avatar, tmp_path / "smplx.pt")
+    path = _grey_avatar_file(body, tmp_path / "smplx.pt")
     motion = dict(motion=str(WAVE), end=0.5, preview=False)
     baked = export_glb(path, tmp_path / "baked.glb", ExportOptions(**motion))
     plain = export_glb(path, tmp_path / "plain.glb", ExportOptions(**motion, corrective_shapes=False))

@@ -75,9 +75,9 @@ def bake_shapes(
     max_targets: int = 32,
     progress: Callable[[int, int], None] | None = None,
 ) -> BakedShapes | None:
-    """The fewest morph targets (≤ ``max_targets``) that bring every frame's ``residuals``
-    (``residuals(frame indices)`` → (n, V, 3)) within ``tolerance`` metres; None when plain
-    skinning already is.
+    """Morph targets from the fewest SVD components (≤ ``max_targets``) that bring every frame's
+    ``residuals`` (``residuals(frame indices)`` → (n, V, 3)) within ``tolerance`` metres; None
+    when plain skinning already is.
 
     The basis is the SVD of up to :data:`BASIS_FRAMES` frames' residuals over the vertices they
     move (by over a thousandth of the tolerance); every frame is then projected onto it and its

@@ -68,7 +68,7 @@ class ExportResult:
     #: how far the file's 4-influence skinning puts vertices from the tool's own posing (metres)
     skinning_error_max: float | None = None
     skinning_error_mean: float | None = None
-    #: morph targets baked for the clip, and the largest vertex error they leave (without them)
+    #: morph targets baked for the clip, and the largest vertex error the file would have without them
     morph_targets: int = 0
     corrective_error_before: float | None = None
     notes: list[str] = field(default_factory=list)
@@ -295,14 +295,14 @@ def texture_from_kept_photos(avatar, body, layout, steps: int, progress=None) ->
 def _wants_correctives(opts: ExportOptions, body) -> bool:
     if opts.corrective_shapes is not None:
         return opts.corrective_shapes
-    return getattr(body, "has_pose_correctives", False)
+    return body.has_pose_correctives
 
 
 def _bake_correctives(body, shape, rest, joint_ids, weights, pose, transl, opts: ExportOptions, report):
     """The clip's corrective morph targets for the file's own skinning (its kept influences)."""
     from avatarcli.body.baking import bake_shapes, skinning_residuals
 
-    rest_positions = rest.vertices[0].float().double()  # as the file stores them
+    rest_positions = rest.vertices[0].float()  # as the file stores them
 
     def posed(frames: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -347,12 +347,12 @@ def _notes(
         notes.append(
             "the neural renderer is not in the file: it has the colour texture the renderer starts from"
         )
-    if getattr(body, "has_pose_correctives", False) and not has_motion:
+    if body.has_pose_correctives and not has_motion:
         notes.append(
             "SMPL-X's pose-corrective shapes depend on the pose, so a file without a clip has plain "
             "skinning (with --motion they are baked into morph targets for that clip)"
         )
-    elif getattr(body, "has_pose_correctives", False) and correctives is False:
+    elif body.has_pose_correctives and correctives is False:
         notes.append("SMPL-X's pose-corrective shapes were left out (--no-corrective-shapes): plain skinning")
     return notes
 
