@@ -133,3 +133,21 @@ def test_global_options_may_follow_the_command(tmp_path, monkeypatch):
         assert seen["opts"].seed == 7 and state.quiet
     finally:
         state.seed, state.quiet = 0, False
+
+
+def test_create_result_lines_read_as_sentences():
+    """The fit line joins its two parts with ", " (rich's print put a space before the comma)."""
+    from rich.console import Console
+
+    from avatarcli.cli.cmd_create import _print_result
+
+    console = Console(record=True, width=200)
+    fits = [{"silhouette_iou": 0.825, "keypoint_error_pct": 0.59}, {"keypoint_error_pct": 1.2}]
+    _print_result(
+        console,
+        {"avatar": "a.pt", "preview": "a_preview.png", "seconds": 1.0, "psnr": [22.9], "ssim": [0.916],
+         "inputs": ["a.jpg"], "fit_quality": fits, "warnings": []},
+    )  # fmt: skip
+    text = console.export_text()
+    assert "fit: silhouette IoU 0.825, keypoint error 0.59 % of height" in text
+    assert "fit: no mask to score the silhouette, keypoint error 1.20 % of height" in text

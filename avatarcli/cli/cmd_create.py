@@ -353,10 +353,9 @@ def _print_result(con, r: dict) -> None:
         con.print(line)
     for q in r["fit_quality"]:
         iou = q.get("silhouette_iou")
-        con.print(
-            f"fit: silhouette IoU {iou:.3f}" if iou is not None else "fit: no mask to score the silhouette",
-            f", keypoint error {q.get('keypoint_error_pct', float('nan')):.2f} % of height",
-        )
+        outline = f"silhouette IoU {iou:.3f}" if iou is not None else "no mask to score the silhouette"
+        error = q.get("keypoint_error_pct", float("nan"))
+        con.print(f"fit: {outline}, keypoint error {error:.2f} % of height")
     if r.get("kept_views"):
         con.print(f"view-dependent colour: {r['kept_views']} photos kept")
     if r.get("new_view_psnr"):
