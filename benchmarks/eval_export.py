@@ -20,21 +20,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_MOTIONS = ROOT.parent / "shared" / "data" / "motions"
-EXAMPLES = ROOT / "examples" / "motions"
-PATTERNS = ("*.fbx", "*.bvh", "aistpp_*.pkl")
 VARIANTS = {
     "4 influences": {"influences": 4, "corrective_shapes": False},
     "4 + correctives": {"influences": 4, "corrective_shapes": True},
     "8 influences": {"influences": 8, "corrective_shapes": False},
 }
-
-
-def motions() -> list[Path]:
-    found = sorted(EXAMPLES.glob("*.npz"))
-    for pattern in PATTERNS:
-        found += sorted(SHARED_MOTIONS.glob(pattern))
-    return found
 
 
 def made_avatar(folder: Path) -> Path:
@@ -45,10 +35,12 @@ def made_avatar(folder: Path) -> Path:
 
 
 def evaluate(avatar: Path, folder: Path) -> list[dict]:
+    from eval_retarget import motion_files  # the same motion files as the retargeting benchmark
+
     from avatarcli.pipelines.export import ExportOptions, export_glb
 
     rows = []
-    for motion in motions():
+    for motion in motion_files():
         for label, options in VARIANTS.items():
             out = folder / f"{motion.stem}_{options['influences']}_{options['corrective_shapes']}.glb"
             result = export_glb(avatar, out, ExportOptions(motion=str(motion), preview=False, **options))

@@ -37,6 +37,12 @@ PATTERNS = ("*.fbx", "*.bvh", "aistpp_*.pkl")
 TARGET_MEAN_DEG, TARGET_P95_DEG = 4.0, 10.0
 
 
+def motion_files() -> list[Path]:
+    """The shared real motions (where ../shared is present) and the bundled examples."""
+    files = [p for pattern in PATTERNS for p in sorted(SHARED_MOTIONS.glob(pattern))]
+    return files + sorted(EXAMPLES.glob("*.npz"))
+
+
 def load_target(kind: str) -> tuple[object, str]:
     from avatarcli.motion.skeletons import Skeleton
 
@@ -114,8 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
-    files = [p for pattern in PATTERNS for p in sorted(SHARED_MOTIONS.glob(pattern))]
-    files += sorted(EXAMPLES.glob("*.npz"))
+    files = motion_files()
     if not files:
         print(f"no motion files found under {SHARED_MOTIONS} or {EXAMPLES}", file=sys.stderr)
         return 1
