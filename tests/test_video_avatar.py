@@ -207,6 +207,36 @@ def test_lpips_replaces_the_ssim_term_when_given():
     assert same_parts["lpips"] < 1e-6
 
 
+def test_alpha_cross_entropy_joins_the_silhouette_terms():
+    """The per-pixel cross-entropy is added to Dice (and only to it), and the options hand it on."""
+    import torch.nn.functional as F
+
+    from avatarcli.pipelines.video_training import frame_loss
+
+    g = torch.Generator().manual_seed(1)
+    photo = torch.rand(1, 3, 24, 24, generator=g)
+    rgb = torch.rand(1, 3, 24, 24, generator=g)
+    person = torch.zeros(1, 1, 24, 24)
+    person[..., 6:18, 6:18] = 1.0
+    person[..., 5, 6:18] = 0.2  # a soft edge, as segmentation masks have
+    alpha = torch.rand(1, 1, 24, 24, generator=g).clamp(0.05, 0.95)
+    plain, plain_parts = frame_loss(rgb, alpha, photo, person, 0.5, 0.5)
+    both, parts = frame_loss(rgb, alpha, photo, person, 0.5, 0.5, bce_weight=2.0)
+    expected = F.binary_cross_entropy(alpha, person)
+    assert "bce" not in plain_parts and parts["bce"] == pytest.approx(float(expected), rel=1e-5)
+    assert float(both - plain) == pytest.approx(2.0 * float(expected), rel=1e-5)
+    assert parts["l1"] == plain_parts["l1"] and parts["dice"] == plain_parts["dice"]
+    # a halo (alpha 1 on the soft edge) costs more than alpha equal to the mask there
+    halo, calibrated = person.clamp(0.02, 0.98).clone(), person.clamp(0.02, 0.98).clone()
+    halo[..., 5, 6:18] = 0.98
+    assert frame_loss(rgb, halo, photo, person, 0.5, 0.0, bce_weight=1.0)[0] > frame_loss(
+        rgb, calibrated, photo, person, 0.5, 0.0, bce_weight=1.0
+    )[0]
+    assert VideoAvatarOptions().train_settings().bce_weight == VideoAvatarOptions().bce_weight == 1.0
+    with pytest.raises(UserError, match="cross-entropy"):
+        VideoAvatarOptions(bce_weight=float("nan")).check()
+
+
 def test_person_window_covers_masks_and_minimum_size():
     mask = torch.zeros(40, 30)
     mask[10:20, 5:9] = 1

@@ -6,10 +6,11 @@ person. A training step is then only: sample the neural texture at the cached uv
 loss on random patches of a few frames. That keeps a step well under a second on a CPU.
 
 Loss (per patch): ``L1 + w_ssim · (1 − SSIM)`` on colour inside the person mask, plus
-``w_dice · Dice(alpha, person mask)`` for the silhouette (see :func:`frame_loss` for why this
-differs from StylePeople's composite-on-black target). When the user has installed LPIPS
-(``avatar weights import lpips``), ``w_lpips · LPIPS`` inside the person mask replaces the SSIM
-term (StylePeople trains with LPIPS); nothing is downloaded, so without it SSIM stands in.
+``w_dice · Dice(alpha, person mask) + w_bce · BCE(alpha, person mask)`` for the silhouette (see
+:func:`frame_loss` for why this differs from StylePeople's composite-on-black target). When the
+user has installed LPIPS (``avatar weights import lpips``), ``w_lpips · LPIPS`` inside the person
+mask replaces the SSIM term (StylePeople trains with LPIPS); nothing is downloaded, so without it
+SSIM stands in.
 """
 
 from __future__ import annotations
@@ -157,18 +158,24 @@ def frame_loss(
     ssim_weight: float,
     dice_weight: float,
     *,
+    bce_weight: float = 0.0,
     lpips: nn.Module | None = None,
     lpips_weight: float = 1.0,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Colour (L1 + SSIM, or + LPIPS when given) where the person is, and the silhouette (Dice)
-    on its own.
+    """Colour (L1 + SSIM, or + LPIPS when given) where the person is, and the silhouette (Dice,
+    plus per-pixel cross-entropy with ``bce_weight``) on its own.
 
     Scoring colour on ``rgb · alpha`` against the person on black (StylePeople's target) lets
     outline errors dominate: the renderer then darkens colours near the outline, which hurts
     the person's pixels. Here colour is compared inside the person mask only (the photo fills
     the rest, so SSIM windows at the outline judge only the renderer's pixels) and alpha is
-    trained by the Dice term alone; frames are composited as ``rgb · alpha`` afterwards.
+    trained by the silhouette terms alone; frames are composited as ``rgb · alpha`` afterwards.
+    Dice alone rewards overlap, not a calibrated alpha: trained on it, iPER's avatar drew a 3–5 px
+    halo round the person (alpha 0.92 where the soft mask said 0.2); the cross-entropy makes
+    alpha the mask's own probability, so ``alpha > 0.5`` follows the mask's outline.
     """
+    import torch.nn.functional as F
+
     from avatarcli.texture import ssim_map
 
     weight = person.clamp(0, 1)
@@ -176,15 +183,21 @@ def frame_loss(
     l1 = ((rgb - photo).abs() * weight).sum() / (3.0 * area)
     inside = rgb * weight + photo * (1.0 - weight)
     dice = dice_loss(alpha, person)
+    silhouette = dice_weight * dice
+    if bce_weight > 0:
+        bce = F.binary_cross_entropy(alpha.clamp(1e-5, 1.0 - 1e-5), weight)
+        silhouette = silhouette + bce_weight * bce
     if lpips is not None:
         perceptual = lpips(inside * 2 - 1, photo * 2 - 1, mask=weight).mean()
-        total = l1 + lpips_weight * perceptual + dice_weight * dice
+        total = l1 + lpips_weight * perceptual + silhouette
         name = "lpips"
     else:
         perceptual = ((1.0 - ssim_map(inside, photo).mean(1, keepdim=True)) * weight).sum() / area
-        total = l1 + ssim_weight * perceptual + dice_weight * dice
+        total = l1 + ssim_weight * perceptual + silhouette
         name = "ssim"
     parts = {"l1": float(l1.detach()), name: float(perceptual.detach()), "dice": float(dice.detach())}
+    if bce_weight > 0:
+        parts["bce"] = float(bce.detach())
     return total, parts
 
 
@@ -199,6 +212,8 @@ class TrainSettings:
     ssim_weight: float = 0.5
     lpips_weight: float = 1.0  # replaces the SSIM term when LPIPS is installed (StylePeople's weight)
     dice_weight: float = 0.5
+    #: per-pixel cross-entropy of alpha against the person mask (see :func:`frame_loss`)
+    bce_weight: float = 1.0
     #: L1 pull of the renderer's change to a view-dependent colour (inside the body) towards 0
     correction_weight: float = 0.0
     checkpoint_every: int = 50
@@ -323,7 +338,7 @@ def train_steps(
             rgb, alpha = model.render(uv, mask, normals, colour)
             loss, parts = frame_loss(
                 rgb, alpha, photo, person, settings.ssim_weight, settings.dice_weight,
-                lpips=lpips, lpips_weight=settings.lpips_weight,
+                bce_weight=settings.bce_weight, lpips=lpips, lpips_weight=settings.lpips_weight,
             )  # fmt: skip
             if colour is not None and settings.correction_weight > 0:
                 change = correction_size(rgb, colour, mask)
@@ -370,7 +385,7 @@ def full_frame_loss(
             rgb, alpha = model(t.inputs)
             loss, _ = frame_loss(
                 rgb, alpha, t.photo, t.person, settings.ssim_weight, settings.dice_weight,
-                lpips=lpips, lpips_weight=settings.lpips_weight,
+                bce_weight=settings.bce_weight, lpips=lpips, lpips_weight=settings.lpips_weight,
             )  # fmt: skip
             total += float(loss)
     return total / len(targets)
