@@ -229,9 +229,10 @@ def test_alpha_cross_entropy_joins_the_silhouette_terms():
     # a halo (alpha 1 on the soft edge) costs more than alpha equal to the mask there
     halo, calibrated = person.clamp(0.02, 0.98).clone(), person.clamp(0.02, 0.98).clone()
     halo[..., 5, 6:18] = 0.98
-    assert frame_loss(rgb, halo, photo, person, 0.5, 0.0, bce_weight=1.0)[0] > frame_loss(
-        rgb, calibrated, photo, person, 0.5, 0.0, bce_weight=1.0
-    )[0]
+    assert (
+        frame_loss(rgb, halo, photo, person, 0.5, 0.0, bce_weight=1.0)[0]
+        > frame_loss(rgb, calibrated, photo, person, 0.5, 0.0, bce_weight=1.0)[0]
+    )
     assert VideoAvatarOptions().train_settings().bce_weight == VideoAvatarOptions().bce_weight == 1.0
     with pytest.raises(UserError, match="cross-entropy"):
         VideoAvatarOptions(bce_weight=float("nan")).check()
