@@ -279,8 +279,8 @@ def test_time_poses_by_render(body, frames, test, draw, steps: int):
     drawing (``draw(frames, i)`` → rgb, alpha) stands in as a neighbour seen from the same camera
     with the body where it was drawn, and :func:`~avatarcli.fitting.photometric.refine_poses` moves
     the test frame's body until its photo's pixels read the same colours off the drawing, its
-    outline held on the photo's mask. Compared at the frames' full resolution (the drawing is
-    exact to the pixel there, unlike a neighbour 13° away). The avatar never sees the photo."""
+    outline held on the photo's mask, with the refinement's own settings (as the training frames
+    were refined). The avatar never sees the photo."""
     from avatarcli.fitting.photometric import PhotometricSettings, refine_poses
 
     n = len(frames)
@@ -295,7 +295,7 @@ def test_time_poses_by_render(body, frames, test, draw, steps: int):
         [*frames.photos, *(rgb * c for (rgb, _), c in zip(drawn, cover, strict=True))],
         [*frames.masks, *(c[:, 0] for c in cover)],
         {i: [n + k] for k, i in enumerate(test)},
-        PhotometricSettings(steps=steps, side=max(max(c.width, c.height) for c in frames.cameras)),
+        PhotometricSettings(steps=steps),
     )
     posed = replace(
         frames,
