@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from avatarcli.nets.video_renderer import VideoRenderer, VideoRendererConfig
@@ -174,8 +175,6 @@ def frame_loss(
     halo round the person (alpha 0.92 where the soft mask said 0.2); the cross-entropy makes
     alpha the mask's own probability, so ``alpha > 0.5`` follows the mask's outline.
     """
-    import torch.nn.functional as F
-
     from avatarcli.texture import ssim_map
 
     weight = person.clamp(0, 1)
