@@ -122,6 +122,8 @@ class VideoAvatarOptions:
     #: (train on 14 even frames, score the 13 between them), weight 0 / 1 / 3 (and 1 without the
     #: Dice): IoU 0.931 / 0.938 / 0.937 (0.933), whole frame on black 25.15 / 25.40 / 25.37
     #: (25.28) dB, person on black 21.02 / 21.28 / 21.26 (21.15), inside the person 22.24 dB in all.
+    #: The octopus's 8 photos (hard masks, 45° apart; leave-one-out) lose a little: person on black
+    #: 24.88 → 24.77 dB, IoU 0.909 → 0.901 (docs/ARCHITECTURE.md).
     bce_weight: float = 1.0
     #: how strongly the renderer is held to its base colour (:class:`FrameColour`) inside the body
     #: (L1 on its change). Chosen on a clean split of the iPER training frames (train on 13 even frames, score
