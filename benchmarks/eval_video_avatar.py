@@ -206,14 +206,10 @@ def view_colour_drawing(body, frames, colour, i: int) -> tuple[torch.Tensor, tor
 
 def neural_drawing(model, body, frames, i: int, colour) -> tuple[torch.Tensor, torch.Tensor]:
     """Frame ``i`` drawn by a trained neural avatar (``colour``: the base colour it corrects)."""
-    from avatarcli.pipelines.video_training import rasterize_frame
+    from avatarcli.pipelines.video_avatar import draw_frame
 
-    with torch.no_grad():
-        vertices = frames.vertices(body, i)
-        inputs = rasterize_frame(body, vertices, frames.cameras[i], normals=model.wants_normals)
-        inputs.colour = colour(vertices, frames.cameras[i], inputs)
-        rgb, alpha = model(inputs)
-        return rgb.clamp(0, 1), alpha
+    rgb, alpha, _ = draw_frame(model, body, frames, i, colour)
+    return rgb.clamp(0, 1), alpha
 
 
 def rgb_view_scores(body, frames, colour, indices) -> list[dict]:

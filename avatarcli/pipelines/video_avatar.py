@@ -703,6 +703,23 @@ def _person_on_black(pred: torch.Tensor, truth: torch.Tensor, either: torch.Tens
     return {"psnr_person": float(psnr(a, b)), "ssim_person": float(ssim(a, b))}
 
 
+def draw_frame(
+    model, body, frames: FittedFrames, i: int, colour: FrameColour | None = None, exclude_frame=None
+):
+    """Frame ``i`` drawn in full by the neural avatar: RGB (not clamped), alpha, and the body's
+    rasterisation (:class:`FrameInputs`; its ``mask`` is the body's coverage). ``colour``: the base
+    colour the renderer corrects; ``exclude_frame``: drawn without that frame's kept photo."""
+    from avatarcli.pipelines.video_training import rasterize_frame
+
+    with torch.no_grad():
+        verts = frames.vertices(body, i)
+        inputs = rasterize_frame(body, verts, frames.cameras[i], normals=model.wants_normals)
+        if colour is not None:
+            inputs.colour = colour(verts, frames.cameras[i], inputs, exclude_frame)
+        rgb, alpha = model(inputs)
+    return rgb, alpha, inputs
+
+
 def score_frames(
     model,
     body,
@@ -713,17 +730,10 @@ def score_frames(
 ) -> list[dict[str, float]]:
     """Render each chosen frame in full with the neural avatar and score it against the photo;
     ``leave_own_out``: each frame's view colour without its own photo (as training sees it)."""
-    from avatarcli.pipelines.video_training import rasterize_frame
-
     scores = []
-    with torch.no_grad():
-        for i in indices:
-            verts = frames.vertices(body, i)
-            inputs = rasterize_frame(body, verts, frames.cameras[i], normals=model.wants_normals)
-            if colour is not None:
-                inputs.colour = colour(verts, frames.cameras[i], inputs, i if leave_own_out else None)
-            rgb, alpha = model(inputs)
-            scores.append(score_render(rgb, alpha, inputs.mask, frames.photos[i], frames.masks[i][:, None]))
+    for i in indices:
+        rgb, alpha, inputs = draw_frame(model, body, frames, i, colour, i if leave_own_out else None)
+        scores.append(score_render(rgb, alpha, inputs.mask, frames.photos[i], frames.masks[i][:, None]))
     return scores
 
 
