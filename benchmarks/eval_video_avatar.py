@@ -32,7 +32,9 @@ PSNR/SSIM inside (person mask ∩ body render), the photo elsewhere (as ``avatar
 reports), the IoU of the avatar's silhouette (body render for RGB, renderer alpha > 0.5 for
 neural) with the person mask, and PSNR/SSIM of the whole person on black over the bounding box
 (neural-avatar papers' way: uncovered clothing counts as an error too), and the same over the
-whole frame (``frame``: papers that score full frames; the background counts as right).
+whole frame (``frame``: papers that score full frames; the background counts as right). The
+neural avatar is composited as ``avatar animate`` draws it (its alpha matted, so the renderer's
+faint haze off the body, where no training patch reached, is not drawn).
 ``--ceiling`` (iPER) puts the scores in proportion: the held-out photos themselves moved by
 0.5 / 1 / 2 px or the person blurred by σ 0.5 / 1 / 1.75 px (as the view colour blurs its
 photos), scored inside the person against the unmoved photo (what a fit off by that much, or a

@@ -269,6 +269,28 @@ def test_scores_inside_the_person_its_box_and_the_whole_frame():
     assert got["ssim_frame"] > got["ssim"]
 
 
+def test_frames_are_scored_as_animate_composites_them(anny_body, frames, rgb_init):
+    """A renderer that leaves a faint grey haze off the body (alpha 0.12, as its mask prior does
+    where no training patch reached): ``avatar animate`` mattes it away, so the scores must too —
+    the same as scoring the matted alpha; the raw alpha's haze would ruin the whole frame's SSIM
+    (black against a 0.06 grey)."""
+    from avatarcli.pipelines.video_avatar import draw_frame, score_render
+    from avatarcli.pipelines.video_training import matte
+
+    model = _model(rgb_init)
+    with torch.no_grad():
+        model.renderer.head.bias[:3] = 0.5  # grey off the body, where the features are zero
+    got = score_frames(model, anny_body, frames, [3])[0]
+    rgb, alpha, inputs = draw_frame(model, anny_body, frames, 3)
+    person = frames.masks[3][:, None]
+    assert float(alpha[inputs.mask == 0].min()) > 0.1  # the haze is there
+    matted = score_render(rgb, matte(alpha), inputs.mask, frames.photos[3], person)
+    raw = score_render(rgb, alpha, inputs.mask, frames.photos[3], person)
+    assert got == pytest.approx(matted)
+    assert got["ssim_frame"] > raw["ssim_frame"] + 0.5  # a haze on black ruins SSIM
+    assert got["iou"] == raw["iou"]  # matte keeps alpha 0.5 where it is
+
+
 def _model(rgb_init, config=TINY) -> NeuralAvatarModel:
     torch.manual_seed(0)
     return NeuralAvatarModel(initial_neural_texture(rgb_init, config.texture_channels, 128), config)

@@ -729,11 +729,18 @@ def score_frames(
     leave_own_out: bool = False,
 ) -> list[dict[str, float]]:
     """Render each chosen frame in full with the neural avatar and score it against the photo;
-    ``leave_own_out``: each frame's view colour without its own photo (as training sees it)."""
+    ``leave_own_out``: each frame's view colour without its own photo (as training sees it).
+
+    The avatar is composited as ``avatar animate`` draws it (its alpha through
+    :func:`~avatarcli.pipelines.video_training.matte`): the renderer's faint haze off the body,
+    where no training patch reached, never shows in a user's frame, so it is not scored either."""
+    from avatarcli.pipelines.video_training import matte
+
     scores = []
     for i in indices:
         rgb, alpha, inputs = draw_frame(model, body, frames, i, colour, i if leave_own_out else None)
-        scores.append(score_render(rgb, alpha, inputs.mask, frames.photos[i], frames.masks[i][:, None]))
+        person = frames.masks[i][:, None]
+        scores.append(score_render(rgb, matte(alpha), inputs.mask, frames.photos[i], person))
     return scores
 
 
