@@ -465,7 +465,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer frames, folds and steps at 256 px")
     parser.add_argument("--only", choices=("iper", "octopus"), action="append")
-    parser.add_argument("--steps", type=int, default=None, help="training steps (default 400, quick 150)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="training steps (default as the tool, quick 150)"
+    )
     parser.add_argument(
         "--fit-iters", type=int, default=None, help="fitting iterations (default 150, quick 60)"
     )
@@ -495,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     quick = args.quick
     opts = VideoAvatarOptions(
-        steps=args.steps or (150 if quick else 400),
+        steps=args.steps or (150 if quick else VideoAvatarOptions.steps),
         fit_iters=args.fit_iters or (60 if quick else 150),
         resolution=args.resolution or (256 if quick else 512),
         refine_steps=16 if quick else 32,

@@ -151,3 +151,17 @@ def test_create_result_lines_read_as_sentences():
     text = console.export_text()
     assert "fit: silhouette IoU 0.825, keypoint error 0.59 % of height" in text
     assert "fit: no mask to score the silhouette, keypoint error 1.20 % of height" in text
+
+
+def test_training_steps_default_to_the_video_avatar_options():
+    """``create --video`` and ``merge --neural`` train as long as :class:`VideoAvatarOptions` says
+    by default (the CLI cannot import it for its defaults without slowing ``--help``)."""
+    import typer
+
+    from avatarcli.cli.app import app
+    from avatarcli.pipelines.video_avatar import VideoAvatarOptions
+
+    group = typer.main.get_command(app)
+    for name in ("create", "merge"):
+        (steps,) = [p for p in group.commands[name].params if p.name == "train_steps"]
+        assert steps.default == VideoAvatarOptions.steps, name

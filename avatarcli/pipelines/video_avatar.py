@@ -107,6 +107,11 @@ class VideoAvatarOptions:
     refine_steps: int | None = None
     texture_views: int = 12  # frames (evenly spread) merged into the RGB texture; refining it costs per view
     fill: str = "mirror+back+harmonic"
+    #: neural training steps. 1200 measured (composited as animate draws it): on the clean split of
+    #: the iPER training frames (train on 14 even frames, score the 13 between) whole frame on black
+    #: 25.29 / 0.918 → 25.72 / 0.919, IoU 0.938 → 0.943, inside the person unchanged; iPER held out
+    #: (test-time poses against the avatar's drawing) 26.01 / 0.927 → 26.20 / 0.928; octopus folds
+    #: 0 and 4 30.11 / 0.940 → 30.08 / 0.939 — three times the CPU time for the outline alone.
     steps: int = 400
     batch: int = 2
     patch: int = 128
