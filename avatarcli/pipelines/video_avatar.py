@@ -708,21 +708,28 @@ def _person_on_black(pred: torch.Tensor, truth: torch.Tensor, either: torch.Tens
     return {"psnr_person": float(psnr(a, b)), "ssim_person": float(ssim(a, b))}
 
 
-def draw_frame(
-    model, body, frames: FittedFrames, i: int, colour: FrameColour | None = None, exclude_frame=None
+def draw_view(
+    model, body, vertices: torch.Tensor, camera, colour: FrameColour | None = None, exclude_frame=None
 ):
-    """Frame ``i`` drawn in full by the neural avatar: RGB (not clamped), alpha, and the body's
-    rasterisation (:class:`FrameInputs`; its ``mask`` is the body's coverage). ``colour``: the base
-    colour the renderer corrects; ``exclude_frame``: drawn without that frame's kept photo."""
+    """The posed body (``vertices``, batch 1) drawn in full by the neural avatar from ``camera``:
+    RGB (not clamped), alpha (raw: compositing mattes it), and the body's rasterisation
+    (:class:`FrameInputs`; its ``mask`` is the body's coverage). ``colour``: the base colour the
+    renderer corrects; ``exclude_frame``: drawn without that frame's kept photo."""
     from avatarcli.pipelines.video_training import rasterize_frame
 
     with torch.no_grad():
-        verts = frames.vertices(body, i)
-        inputs = rasterize_frame(body, verts, frames.cameras[i], normals=model.wants_normals)
+        inputs = rasterize_frame(body, vertices, camera, normals=model.wants_normals)
         if colour is not None:
-            inputs.colour = colour(verts, frames.cameras[i], inputs, exclude_frame)
+            inputs.colour = colour(vertices, camera, inputs, exclude_frame)
         rgb, alpha = model(inputs)
     return rgb, alpha, inputs
+
+
+def draw_frame(
+    model, body, frames: FittedFrames, i: int, colour: FrameColour | None = None, exclude_frame=None
+):
+    """Fitted frame ``i`` drawn by the neural avatar (:func:`draw_view` in its pose and camera)."""
+    return draw_view(model, body, frames.vertices(body, i), frames.cameras[i], colour, exclude_frame)
 
 
 def score_frames(
@@ -1153,24 +1160,18 @@ class VideoFrameRenderer:
     colour: FrameColour | None = None  # renderers with view_colour
 
     def __call__(self, vertices: torch.Tensor, camera) -> np.ndarray:
-        from avatarcli.pipelines.video_training import matte, rasterize_frame
+        from avatarcli.pipelines.video_training import matte
         from avatarcli.render import Camera
 
         batch = vertices.shape[0]
         camera = camera.expand(batch)
         frames = []
-        with torch.no_grad():
-            for b in range(batch):  # one at a time bounds memory at any resolution
-                cam = Camera(camera.K[b], camera.R[b], camera.t[b], camera.width, camera.height)
-                inputs = rasterize_frame(
-                    self.body, vertices[b : b + 1], cam, normals=self.model.wants_normals
-                )
-                if self.colour is not None:
-                    inputs.colour = self.colour(vertices[b : b + 1], cam, inputs)
-                rgb, alpha = self.model(inputs)
-                alpha = matte(alpha)
-                bg = _background(self.background, b, rgb)
-                frames.append(rgb.clamp(0, 1) * alpha + bg * (1 - alpha))
+        for b in range(batch):  # one at a time bounds memory at any resolution
+            cam = Camera(camera.K[b], camera.R[b], camera.t[b], camera.width, camera.height)
+            rgb, alpha, _ = draw_view(self.model, self.body, vertices[b : b + 1], cam, self.colour)
+            alpha = matte(alpha)
+            bg = _background(self.background, b, rgb)
+            frames.append(rgb.clamp(0, 1) * alpha + bg * (1 - alpha))
         image = torch.cat(frames, 0)
         return (image * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
