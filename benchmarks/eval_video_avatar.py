@@ -225,32 +225,49 @@ def rgb_view_scores(body, frames, colour, indices) -> list[dict]:
     return rows
 
 
-def neural_run(body, frames, built, colour, train, test, opts):
+def neural_run(body, frames, built, colour, train, test, opts, times=None):
     """Train and score one neural avatar; ``colour`` is the training frames' view colour, the
     renderer's base when ``opts`` turn it on for this many frames (else the merged texture).
-    Returns the scores, the training seconds, the losses, the model and the colour it corrects."""
+    With ``times`` (frames of one video) the training frames are posed again on each round's
+    avatar (``opts.pose_rounds``, as the tool does) and the test frames borrow their neighbours'
+    corrections. Returns the scores, the training seconds, the losses, the model, the colour it
+    corrects and the frames as finally posed."""
     from avatarcli.pipelines.video_avatar import (
         FrameColour,
+        draw_frame_without_own_photo,
+        frame_colour_for_frames,
         frame_targets,
         initial_neural_texture,
+        refine_frames_by_drawing,
         score_frames,
     )
     from avatarcli.pipelines.video_training import NeuralAvatarModel, full_frame_loss, train_steps
 
-    torch.manual_seed(opts.seed)
     config = opts.renderer_config()
-    model = NeuralAvatarModel(
-        initial_neural_texture(built.texture, config.texture_channels, opts.texture_size, base_colour=True),
-        config,
-    )
-    if not opts.uses_view_colour(len(train)):  # the merged texture is the colour it corrects
-        colour = FrameColour(None, built.texture[None])
-    targets = frame_targets(body, frames, train, model.wants_normals, colour=colour)
-    settings = opts.train_settings()
-    before = full_frame_loss(model, targets, settings)
-    t0 = time.perf_counter()
-    train_steps(model, targets, settings, seed=opts.seed)
-    seconds = time.perf_counter() - t0
+    rounds = opts.pose_rounds if times is not None and opts.photometric_steps > 0 else 0
+    seconds = 0.0
+    for round_ in range(rounds + 1):
+        torch.manual_seed(opts.seed + round_)
+        model = NeuralAvatarModel(
+            initial_neural_texture(
+                built.texture, config.texture_channels, opts.texture_size, base_colour=True
+            ),
+            config,
+        )
+        if not opts.uses_view_colour(len(train)):  # the merged texture is the colour it corrects
+            colour = FrameColour(None, built.texture[None])
+        targets = frame_targets(body, frames, train, model.wants_normals, colour=colour)
+        settings = opts.train_settings()
+        before = full_frame_loss(model, targets, settings)
+        t0 = time.perf_counter()
+        train_steps(model, targets, settings, seed=opts.seed + round_)
+        if round_ < rounds:
+            own_out = partial(draw_frame_without_own_photo, model, body, frames, colour)
+            frames, _ = refine_frames_by_drawing(
+                body, frames, train, own_out, opts.photometric_steps, times=times, borrowers=test
+            )
+            colour = frame_colour_for_frames(body, frames, train, built.texture[None])
+        seconds += time.perf_counter() - t0
     after = full_frame_loss(model, targets, settings)
     return (
         score_frames(model, body, frames, test, colour),
@@ -258,6 +275,7 @@ def neural_run(body, frames, built, colour, train, test, opts):
         {"train_loss_before": round(before, 4), "train_loss_after": round(after, 4)},
         model,
         colour,
+        frames,
     )
 
 
@@ -273,34 +291,13 @@ def test_time_poses(body, frames, times, train, test, steps):
 
 def test_time_poses_by_render(body, frames, test, draw, steps: int):
     """``frames`` with each test frame's pose refined further against the frozen avatar's own
-    drawing of it — analysis by synthesis, as Anim-NeRF and InstantAvatar refine test poses: the
-    drawing (``draw(frames, i)`` → rgb, alpha) stands in as a neighbour seen from the same camera
-    with the body where it was drawn, and :func:`~avatarcli.fitting.photometric.refine_poses` moves
-    the test frame's body until its photo's pixels read the same colours off the drawing, its
-    outline held on the photo's mask, with the refinement's own settings (as the training frames
-    were refined). The avatar never sees the photo."""
-    from avatarcli.fitting.photometric import PhotometricSettings, refine_poses
+    drawing of it — analysis by synthesis, as Anim-NeRF and InstantAvatar refine test poses
+    (:func:`~avatarcli.pipelines.video_avatar.refine_frames_by_drawing`, which the tool runs on
+    its training frames between rounds). ``draw(frames, i)`` → rgb, alpha. The avatar never sees
+    the photo."""
+    from avatarcli.pipelines.video_avatar import refine_frames_by_drawing
 
-    n = len(frames)
-    drawn = [draw(frames, i) for i in test]
-    cover = [(alpha > 0.5).to(rgb.dtype) for rgb, alpha in drawn]
-    d_pose, d_transl, record = refine_poses(
-        body,
-        frames.shape,
-        torch.cat([frames.poses, frames.poses[test]]),
-        torch.cat([frames.transl, frames.transl[test]]),
-        [*frames.cameras, *(frames.cameras[i] for i in test)],
-        [*frames.photos, *(rgb * c for (rgb, _), c in zip(drawn, cover, strict=True))],
-        [*frames.masks, *(c[:, 0] for c in cover)],
-        {i: [n + k] for k, i in enumerate(test)},
-        PhotometricSettings(steps=steps),
-    )
-    posed = replace(
-        frames,
-        poses=frames.poses + d_pose[:n].to(frames.poses),
-        transl=frames.transl + d_transl[:n].to(frames.transl),
-    )
-    return posed, record
+    return refine_frames_by_drawing(body, frames, test, partial(draw, frames), steps)
 
 
 def evaluate_split(name, body, frames, train, test, opts, variants, times=None, test_time=False) -> dict:
@@ -370,18 +367,25 @@ def evaluate_split(name, body, frames, train, test, opts, variants, times=None, 
         }
     for label, variant in variants:
         log(f"{name}: training {label} ({variant.steps} steps)")
-        scores, seconds, losses, model, base = neural_run(body, frames, built, colour, train, test, variant)
+        scores, seconds, losses, model, base, reposed = neural_run(
+            body, frames, built, colour, train, test, variant, times
+        )
         row[label] = {
             **{k: _mean(scores, k) for k in SCORES},
             "seconds": round(seconds, 1),
             **losses,
         }
         if posed is not None:
-            row[f"{label}_ttp"] = {k: _mean(score_frames(model, body, posed, test, base), k) for k in SCORES}
+            own_posed = posed
+            if reposed is not frames:  # its training frames were posed again: so are the test frames
+                own_posed, _ = test_time_poses(body, reposed, times, train, test, pose_steps)
+            row[f"{label}_ttp"] = {
+                k: _mean(score_frames(model, body, own_posed, test, base), k) for k in SCORES
+            }
             log(f"{name}: {label}'s test-time poses against its own drawing")
             t0 = time.perf_counter()
             draw = partial(neural_drawing, model, body, colour=base)
-            drawn, record = test_time_poses_by_render(body, posed, test, draw, pose_steps)
+            drawn, record = test_time_poses_by_render(body, own_posed, test, draw, pose_steps)
             row[f"{label}_ttpr"] = {
                 **{k: _mean(score_frames(model, body, drawn, test, base), k) for k in SCORES},
                 "poses": {**record, "seconds": round(time.perf_counter() - t0, 1)},

@@ -153,7 +153,7 @@ def test_create_result_lines_read_as_sentences():
     assert "fit: no mask to score the silhouette, keypoint error 1.20 % of height" in text
 
 
-def test_training_steps_default_to_the_video_avatar_options():
+def test_training_defaults_are_the_video_avatar_options():
     """``create --video`` and ``merge --neural`` train as long as :class:`VideoAvatarOptions` says
     by default (the CLI cannot import it for its defaults without slowing ``--help``)."""
     import typer
@@ -165,3 +165,5 @@ def test_training_steps_default_to_the_video_avatar_options():
     for name in ("create", "merge"):
         (steps,) = [p for p in group.commands[name].params if p.name == "train_steps"]
         assert steps.default == VideoAvatarOptions.steps, name
+    (rounds,) = [p for p in group.commands["create"].params if p.name == "pose_rounds"]
+    assert rounds.default == VideoAvatarOptions.pose_rounds

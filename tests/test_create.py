@@ -253,6 +253,8 @@ def test_create_video_and_merge_neural(anny_body, tmp_path, capsys):
     refinement = avatar.provenance["pose_refinement"]  # a video's frames: poses refined photometrically
     assert refinement["frames"] == 3 and refinement["settings"]["steps"] == 2
     assert avatar.provenance["params"]["photometric_steps"] == 2
+    # ... and posed again on each round's avatar before the next is trained (two rounds by default)
+    assert [r["frames"] for r in avatar.provenance["posed_on_avatar"]] == [3, 3]
     # from two frames on the photos are kept: the renderer corrects the colour drawn from them
     assert avatar.renderer["colour_base"] == "photos" and avatar.renderer["config"]["view_colour"] is True
     assert avatar.textures["view_photos"].shape[0] == 3
@@ -271,6 +273,7 @@ def test_create_video_and_merge_neural(anny_body, tmp_path, capsys):
     # told not to keep the photos: the renderer corrects the merged texture
     assert merged.renderer["colour_base"] == "merged" and "view_photos" not in merged.textures
     assert "pose_refinement" not in merged.provenance  # a list of photos is not one video
+    assert "posed_on_avatar" not in merged.provenance
     assert main(["create", "--video", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "x.pt")]) == 2
     negative = ["create", "--video", str(tmp_path / "missing.mp4"), "--temporal-smoothness", "-1"]
     assert main(negative) == 2  # checked before the missing file

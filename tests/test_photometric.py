@@ -115,3 +115,42 @@ def test_refine_frames_against_other_frames_moves_only_the_refined(anny_body, fr
     moved = refined.poses - wrong
     assert float(moved[[0, 2]].abs().sum()) == 0.0 and float(moved[1].abs().sum()) > 0
     assert report["frames"] == 1
+
+
+def test_a_rolled_frame_is_turned_back_by_the_avatars_drawing(anny_body, frames):
+    """Posing on the avatar (``create --video``'s rounds, the eval's test-time poses): the middle
+    frame's body is rolled; besides its own photo and mask it reads only the avatar's drawing of
+    it in the rolled pose (here the true outfit drawn there), and is turned back."""
+    from avatarcli.pipelines.synthetic import outfit_texture
+    from avatarcli.pipelines.video_avatar import refine_frames_by_drawing
+    from avatarcli.render import render_textured
+
+    texture = outfit_texture(anny_body, 128)
+    wrong = frames.poses.clone()
+    wrong[1, 0, 2] += 0.06
+    rolled = FittedFrames(**{**frames.__dict__, "poses": wrong})
+    asked = []
+
+    def draw(i: int):
+        asked.append(i)
+        vertices = rolled.vertices(anny_body, i)
+        return render_textured(
+            vertices, anny_body.faces, anny_body.uv, anny_body.uv_faces, texture[None], rolled.cameras[i],
+            shade=True, ambient=0.55,
+        )  # fmt: skip
+
+    refined, report = refine_frames_by_drawing(anny_body, rolled, [1], draw, 30)
+    assert asked == [1] and report["frames"] == 1
+    assert torch.equal(refined.poses[[0, 2]], wrong[[0, 2]])  # only the chosen frame moves
+    before = _body_error(anny_body, frames, wrong, frames.transl)
+    after = _body_error(anny_body, frames, refined.poses, refined.transl)
+    assert after < 0.5 * before, (before, after)
+
+    # frames whose photos may not be read borrow the chosen frames' corrections
+    refined, _ = refine_frames_by_drawing(
+        anny_body, rolled, [0, 2], draw, 3, times=[0.0, 1.0, 2.0], borrowers=[1]
+    )
+    moved = refined.poses - wrong
+    assert torch.allclose(moved[1], (moved[0] + moved[2]) / 2)
+    with pytest.raises(ValueError, match="times"):
+        refine_frames_by_drawing(anny_body, rolled, [0, 2], draw, 3, borrowers=[1])

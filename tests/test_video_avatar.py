@@ -463,6 +463,43 @@ def test_create_resume_and_animate_end_to_end(anny_body, frame_files, tmp_path):
             frame_renderer_for(broken, anny_body, "cpu", (0.0, 0.0, 0.0))
 
 
+def test_pose_rounds_resume_in_the_round_they_stopped(people, tmp_path):
+    """A video's frames are posed again on each round's avatar; Ctrl-C in a later round keeps
+    the re-posed frames, and the rerun neither refits nor re-poses and ends as a straight run."""
+    import imageio.v2 as imageio
+
+    video = tmp_path / "turn.gif"
+    imageio.mimsave(video, [p.image for p in people[:3]], duration=100)
+    opts = VideoAvatarOptions(
+        fit_iters=10, refine_steps=0, texture_size=128, texture_channels=6, renderer_width=8,
+        renderer_depth=2, steps=4, patch=48, checkpoint_every=2, resolution=128, photometric_steps=2,
+        pose_rounds=1, view_colour="on",
+    )  # fmt: skip
+    straight = create_video_avatar(video, tmp_path / "straight.pt", opts)
+    first = load_avatar(straight.avatar)
+    (record,) = first.provenance["posed_on_avatar"]
+    assert record["frames"] == 3 and record["settings"]["steps"] == 2
+    assert straight.steps == 4
+
+    def stop_in_round_two(stage, done, total):
+        if stage == "train (round 2 of 2)" and done == 2:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "resumed.pt"
+    with pytest.raises(KeyboardInterrupt):
+        create_video_avatar(video, out, opts, progress=stop_in_round_two)
+    stages = []
+    resumed = create_video_avatar(video, out, opts, progress=lambda s, d, t: stages.append(s))
+    assert resumed.resumed_from_step == 2 and resumed.steps == 4
+    assert "train (round 2 of 2)" in stages and "train (round 1 of 2)" not in stages
+    assert not any(s.startswith("fit") or s in ("perception", "posing on the avatar") for s in stages)
+    again = load_avatar(out)
+    assert torch.allclose(again.textures["neural"].float(), first.textures["neural"].float(), atol=1e-3)
+    assert again.provenance["posed_on_avatar"] == first.provenance["posed_on_avatar"]
+    with pytest.raises(UserError, match="pose-rounds"):
+        VideoAvatarOptions(pose_rounds=-1).check()
+
+
 def test_no_person_anywhere_is_a_user_error(frame_files, tmp_path):
     images, masks = frame_files
     opts = VideoAvatarOptions(masks=[masks[-1]], fit_iters=5, steps=1)

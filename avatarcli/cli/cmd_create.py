@@ -134,6 +134,13 @@ def register(app: typer.Typer) -> None:
             help="--video: steps refining each frame's pose so its photo agrees with its "
             "neighbours' (0 = off).",
         ),
+        pose_rounds: int = typer.Option(
+            2,
+            "--pose-rounds",
+            help="--video: rounds of posing each frame again on the trained avatar's own drawing "
+            "and training a new avatar on those poses (0 = train once; each round costs about one "
+            "training).",
+        ),
         mask: Path = typer.Option(None, "--mask", help="Person mask image (one photo only)."),
         keypoints: Path = typer.Option(None, "--keypoints", help="OpenPose JSON (one photo only)."),
         fit: list[Path] = typer.Option(None, "--fit", help="Reuse a fit file from avatar fit."),
@@ -175,7 +182,8 @@ def register(app: typer.Typer) -> None:
                 every=every, max_frames=max_frames, steps=train_steps, pose_channels=pose_channels,
                 body=body, smplx_dir=str(smplx_dir) if smplx_dir else None, seed=state.seed,
                 overwrite=overwrite, temporal_smoothness=temporal_smoothness,
-                photometric_steps=photometric_steps, clothing=True if clothing is None else clothing,
+                photometric_steps=photometric_steps, pose_rounds=pose_rounds,
+                clothing=True if clothing is None else clothing,
                 view_colour=_view_colour(view_dependent), refine_steps=refine_steps,
             )  # fmt: skip
             _run_video(video, output, vopts, device, json_out)

@@ -37,6 +37,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,11 @@ class VideoAvatarOptions:
     #: iPER, odd frames held out (their poses borrow their neighbours' corrections): view colour
     #: 22.57 → 22.78 dB, SSIM 0.705 → 0.715, person on black 20.38 → 20.87
     photometric_steps: int = 50
+    #: frames of one video: rounds of posing every frame again on the trained avatar's own drawing
+    #: of it (without its own photo, :func:`refine_frames_by_drawing`), each followed by training
+    #: a new avatar on the re-posed frames — the fits' last pixel of disagreement with the photos
+    #: found by analysis by synthesis, as test poses are (docs/ARCHITECTURE.md). 0 = train once.
+    pose_rounds: int = 2
     texture_size: int = 256
     texture_channels: int = 8
     renderer_width: int = 24
@@ -163,6 +169,8 @@ class VideoAvatarOptions:
             raise UserError(f"the alpha cross-entropy weight must be ≥ 0, not {self.bce_weight}")
         if not (self.temporal_smoothness >= 0 and math.isfinite(self.temporal_smoothness)):
             raise UserError(f"--temporal-smoothness must be ≥ 0, not {self.temporal_smoothness}")
+        if self.pose_rounds < 0:
+            raise UserError(f"--pose-rounds must be ≥ 0, not {self.pose_rounds}")
         if self.photometric_steps < 0:
             raise UserError(f"--photometric-steps must be ≥ 0, not {self.photometric_steps}")
         if self.refine_steps is not None and self.refine_steps < 0:
@@ -486,6 +494,62 @@ def refine_frames(
         lambda done, total: report("pose refinement", done, total),
     )
     d_pose, d_transl = borrow_corrections(d_pose, d_transl, times, time_neighbours(times, chosen, borrowers))
+    refined = replace(
+        frames,
+        poses=frames.poses + d_pose.to(frames.poses),
+        transl=frames.transl + d_transl.to(frames.transl),
+    )
+    return refined, record
+
+
+def refine_frames_by_drawing(
+    body,
+    frames: FittedFrames,
+    indices: Sequence[int],
+    draw: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+    steps: int,
+    say: ProgressFn | None = None,
+    times: Sequence[float] | None = None,
+    borrowers: Sequence[int] = (),
+) -> tuple[FittedFrames, dict]:
+    """``frames`` with each of ``indices`` posed again against the avatar's own drawing of it —
+    analysis by synthesis: ``draw(i)`` (rgb, alpha) stands in as a neighbour seen from the frame's
+    camera with the body where it was drawn, and
+    :func:`~avatarcli.fitting.photometric.refine_poses` moves the frame's body until its photo's
+    pixels read the same colours off the drawing, its outline held on the photo's mask (the pose
+    refinement's own settings). A drawing must not come from the frame's own photo, or it agrees
+    with any pose. Each of ``borrowers`` (frames whose photos may not be used; needs ``times``)
+    takes the corrections of its neighbours in time, as :func:`refine_frames` lends them."""
+    from avatarcli.fitting.photometric import (
+        PhotometricSettings,
+        borrow_corrections,
+        refine_poses,
+        time_neighbours,
+    )
+
+    report = say or (lambda *_: None)
+    chosen, n = list(indices), len(frames)
+    with torch.no_grad():
+        drawn = [draw(i) for i in chosen]
+    cover = [(alpha > 0.5).to(rgb.dtype) for rgb, alpha in drawn]
+    d_pose, d_transl, record = refine_poses(
+        body,
+        frames.shape,
+        torch.cat([frames.poses, frames.poses[chosen]]),
+        torch.cat([frames.transl, frames.transl[chosen]]),
+        [*frames.cameras, *(frames.cameras[i] for i in chosen)],
+        [*frames.photos, *(rgb.clamp(0, 1) * c for (rgb, _), c in zip(drawn, cover, strict=True))],
+        [*frames.masks, *(c[:, 0] for c in cover)],
+        {i: [n + k] for k, i in enumerate(chosen)},
+        PhotometricSettings(steps=steps),
+        lambda done, total: report("posing on the avatar", done, total),
+    )
+    d_pose, d_transl = d_pose[:n], d_transl[:n]
+    if borrowers:
+        if times is None:
+            raise ValueError("borrowed corrections need the frames' times")
+        lenders = time_neighbours(times, chosen, borrowers)
+        d_pose, d_transl = borrow_corrections(d_pose, d_transl, times, lenders)
     refined = replace(
         frames,
         poses=frames.poses + d_pose.to(frames.poses),
@@ -938,53 +1002,79 @@ def create_video_avatar(
     if ckpt is None:
         _save_checkpoint(ckpt_file, base)  # fitting is the slow part: never redo it
 
-    # ---- joint optimisation of neural texture + renderer
+    # ---- joint optimisation of neural texture + renderer, in rounds: after each but the last,
+    # every frame is posed again on the avatar's drawing of it and a new avatar is trained
     t0 = time.perf_counter()
     view_colour = opts.uses_view_colour(len(frames))
     config = opts.renderer_config()
-    model = NeuralAvatarModel(
-        initial_neural_texture(rgb_texture, config.texture_channels, opts.texture_size, base_colour=True),
-        config,
-    )
+    one_video = frame_list.source != "frames"
+    rounds = opts.pose_rounds if one_video and len(frames) > 1 and opts.photometric_steps > 0 else 0
+    first_round = int(ckpt.get("round", 0)) if ckpt is not None else 0
+    repose_reports = list(ckpt.get("repose_reports", [])) if ckpt is not None else []
+    body_on_device = body.to(device)
+
+    def fresh_model(round_: int) -> NeuralAvatarModel:
+        torch.manual_seed(opts.seed + round_)  # the same start whether or not the run resumed
+        texture = initial_neural_texture(
+            rgb_texture, config.texture_channels, opts.texture_size, base_colour=True
+        )
+        return NeuralAvatarModel(texture, config).to(device)
+
+    model = fresh_model(first_round)
     state = None
     resumed_from = None
     if ckpt is not None and "model" in ckpt:
         model.load_state_dict(ckpt["model"])
         state = TrainState(int(ckpt["step"]), ckpt["optimizer"], ckpt["rng"], list(ckpt["history"]))
         resumed_from = state.step
-    model.to(device)
-    on_device, every = _frames_to(frames, device), range(len(frames))  # copied to the device once
-    colour = FrameColour(None, rgb_texture[None].to(device))
-    if view_colour:
-        say("kept photos", 0, 1)
-        colour = frame_colour_for_frames(body.to(device), on_device, every, rgb_texture[None].to(device))
-        say("kept photos", 1, 1)
-    targets = frame_targets(body.to(device), on_device, every, model.wants_normals, colour=colour)
+    for round_ in range(first_round, rounds + 1):
+        on_device, every = _frames_to(frames, device), range(len(frames))  # copied to the device once
+        colour = FrameColour(None, rgb_texture[None].to(device))
+        if view_colour:
+            say("kept photos", 0, 1)
+            colour = frame_colour_for_frames(body_on_device, on_device, every, rgb_texture[None].to(device))
+            say("kept photos", 1, 1)
+        targets = frame_targets(body_on_device, on_device, every, model.wants_normals, colour=colour)
+        base["round"] = round_
 
-    def save_state(s: TrainState) -> None:
-        model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        _save_checkpoint(
-            ckpt_file,
-            {
-                **base,
-                "model": model_state,
-                "optimizer": _to_cpu(s.optimizer),
-                "rng": s.rng,
-                "step": s.step,
-                "history": s.history,
-            },
+        def save_state(s: TrainState, model: NeuralAvatarModel = model) -> None:
+            model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            _save_checkpoint(
+                ckpt_file,
+                {
+                    **base,
+                    "model": model_state,
+                    "optimizer": _to_cpu(s.optimizer),
+                    "rng": s.rng,
+                    "step": s.step,
+                    "history": s.history,
+                },
+            )
+
+        stage = "train" if rounds == 0 else f"train (round {round_ + 1} of {rounds + 1})"
+        state = train_steps(
+            model,
+            targets,
+            opts.train_settings(),
+            state=state,
+            on_checkpoint=save_state,
+            progress=lambda _, done, total, stage=stage: say(stage, done, total),
+            seed=opts.seed + round_,
+            lpips=lpips,
         )
-
-    state = train_steps(
-        model,
-        targets,
-        opts.train_settings(),
-        state=state,
-        on_checkpoint=save_state,
-        progress=say,
-        seed=opts.seed,
-        lpips=lpips,
-    )
+        if round_ == rounds:
+            break
+        model.eval()
+        own_out = partial(draw_frame_without_own_photo, model, body_on_device, on_device, colour)
+        reposed, record = refine_frames_by_drawing(
+            body_on_device, on_device, every, own_out, opts.photometric_steps, say
+        )
+        frames = replace(frames, poses=reposed.poses.cpu(), transl=reposed.transl.cpu())
+        repose_reports.append(record)
+        base.update(frames=frames.to_record(), round=round_ + 1, repose_reports=repose_reports)
+        base.pop("model", None)
+        _save_checkpoint(ckpt_file, base)  # the re-posed frames: a rerun starts the next round
+        model, state = fresh_model(round_ + 1), None
     timings["training"] = time.perf_counter() - t0
 
     # ---- scores, avatar file
@@ -997,7 +1087,7 @@ def create_video_avatar(
     say("score", 1, 1)
     avatar = _avatar(
         body, frames, model, rgb_texture, known, opts, frame_hashes, frame_list, state,
-        perceptual_name(lpips), clothing_report, colour, photometric_report,
+        perceptual_name(lpips), clothing_report, colour, photometric_report, repose_reports,
     )  # fmt: skip
     from avatarcli.avatar_file import save_avatar
 
@@ -1063,6 +1153,12 @@ def _mean(scores: list[dict[str, float]], key: str, digits: int) -> float | None
     return round(float(np.nanmean([s[key] for s in scores])), digits) if scores else None
 
 
+def draw_frame_without_own_photo(model, body, frames: FittedFrames, colour: FrameColour, i: int):
+    """Frame ``i`` (rgb, alpha) drawn by the avatar from the other frames' photos."""
+    rgb, alpha, _ = draw_frame(model, body, frames, i, colour, i)
+    return rgb, alpha
+
+
 def _frames_to(frames: FittedFrames, device: torch.device) -> FittedFrames:
     if device.type == "cpu":
         return frames
@@ -1092,6 +1188,7 @@ def _to_cpu(value):
 def _avatar(
     body, frames: FittedFrames, model, rgb_texture, known, opts, hashes, frame_list, state, perceptual,
     clothing_report=None, colour: FrameColour | None = None, photometric_report=None,
+    repose_reports: Sequence[dict] = (),
 ):  # fmt: skip
     from avatarcli.avatar_file import Avatar
     from avatarcli.nets.video_renderer import renderer_record
@@ -1144,6 +1241,7 @@ def _avatar(
             "fit_quality": json.loads(json.dumps(frames.quality, default=_json_default)),
             **({"clothing": clothing_report} if clothing_report is not None else {}),
             **({"pose_refinement": photometric_report} if photometric_report is not None else {}),
+            **({"posed_on_avatar": list(repose_reports)} if repose_reports else {}),
         },
         clothing_offsets=body.offsets.cpu() if clothing_report is not None else None,
     )
