@@ -1035,7 +1035,7 @@ def create_video_avatar(
             colour = frame_colour_for_frames(body_on_device, on_device, every, rgb_texture[None].to(device))
             say("kept photos", 1, 1)
         targets = frame_targets(body_on_device, on_device, every, model.wants_normals, colour=colour)
-        base["round"] = round_
+        base.update(round=round_, repose_reports=repose_reports)  # a resumed run's checkpoints keep them
 
         def save_state(s: TrainState, model: NeuralAvatarModel = model) -> None:
             model_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -1071,8 +1071,7 @@ def create_video_avatar(
         )
         frames = replace(frames, poses=reposed.poses.cpu(), transl=reposed.transl.cpu())
         repose_reports.append(record)
-        base.update(frames=frames.to_record(), round=round_ + 1, repose_reports=repose_reports)
-        base.pop("model", None)
+        base.update(frames=frames.to_record(), round=round_ + 1)
         _save_checkpoint(ckpt_file, base)  # the re-posed frames: a rerun starts the next round
         model, state = fresh_model(round_ + 1), None
     timings["training"] = time.perf_counter() - t0
