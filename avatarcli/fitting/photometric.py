@@ -157,28 +157,37 @@ def refine_poses(
     report = {"settings": s.as_dict(), "frames": len(refined), "loss_first": None, "loss_last": None}
     if not refined or s.steps <= 0:
         return d_pose.cpu(), d_transl.cpu(), report
-    used = sorted(set(refined) | {j for i in refined for j in neighbours[i]})
+    still = sorted({j for i in refined for j in neighbours[i]} - set(refined))
     prepared = {
         k: _prepare(cameras[k].to(device), photos[k].to(device).float(), masks[k].to(device).float(), s.side)
-        for k in used
+        for k in [*refined, *still]
     }
     shape, poses, transl = shape.to(device), poses.to(device), transl.to(device)
-    slot = {k: u for u, k in enumerate(used)}
-    # the neighbours that are not refined themselves stay where they are
-    free = torch.tensor([float(k in refined) for k in used], device=device)
-    p_delta = torch.zeros(len(used), *poses.shape[1:], device=device, requires_grad=True)
-    t_delta = torch.zeros(len(used), 3, device=device, requires_grad=True)
+    slot = {k: u for u, k in enumerate(refined)}
+    faces = body.faces
+    # neighbours that are not refined themselves (drawings, held frames) never move: their
+    # bodies and z-buffers are computed once, not at every step
+    with torch.no_grad():
+        still_vertices: dict[int, torch.Tensor] = {}
+        if still:
+            held = body(shape=shape.expand(len(still), -1), pose=poses[still], transl=transl[still]).vertices
+            still_vertices = {k: held[u : u + 1] for u, k in enumerate(still)}
+        still_seen = {
+            k: rasterize(still_vertices[k][0], faces, prepared[k].small_camera, cull_backfaces=True)
+            for k in still
+        }
+    p_delta = torch.zeros(len(refined), *poses.shape[1:], device=device, requires_grad=True)
+    t_delta = torch.zeros(len(refined), 3, device=device, requires_grad=True)
     optimiser = torch.optim.Adam(
         [{"params": [p_delta], "lr": s.lr}, {"params": [t_delta], "lr": s.lr * s.translation_lr_share}]
     )
-    faces = body.faces
     for step in range(s.steps):
         optimiser.zero_grad()
         total = 0.0
         posed = body(
-            shape=shape.expand(len(used), -1),
-            pose=poses[used] + free[:, None, None] * p_delta,
-            transl=transl[used] + free[:, None] * t_delta,
+            shape=shape.expand(len(refined), -1),
+            pose=poses[refined] + p_delta,
+            transl=transl[refined] + t_delta,
         ).vertices
         # the frames' terms backpropagate to the posed vertices one frame at a time (each graph
         # freed after its backward), then once through the body to the corrections
@@ -188,6 +197,7 @@ def refine_poses(
                 k: rasterize(vertices[u], faces, prepared[k].small_camera, cull_backfaces=True)
                 for k, u in slot.items()
             }
+        seen.update(still_seen)
         for i in refined:
             mine, own = vertices[slot[i] : slot[i] + 1], prepared[i]
             fragments = fragments_for_faces(mine, faces, own.small_camera, seen[i].face_index)
@@ -196,12 +206,14 @@ def refine_poses(
             )
             loss = s.silhouette_weight * silhouette
             for j in neighbours[i]:
-                theirs, depth = vertices[slot[j] : slot[j] + 1], seen[j].depth[:, None]
-                term = _pair_loss(own, fragments, prepared[j], theirs, depth, faces, s.depth_tolerance)
+                theirs = still_vertices[j] if j in still_vertices else vertices[slot[j] : slot[j] + 1]
+                term = _pair_loss(
+                    own, fragments, prepared[j], theirs, seen[j].depth[:, None], faces, s.depth_tolerance
+                )
                 loss = loss + s.photo_weight * term / len(neighbours[i])
             loss.backward()
             total += float(loss.detach())
-        prior = s.prior * (free[:, None, None] * p_delta).pow(2).sum()
+        prior = s.prior * p_delta.pow(2).sum()
         torch.autograd.backward([posed, prior], [vertices.grad, None])
         total += float(prior.detach())
         optimiser.step()
