@@ -114,7 +114,10 @@ def test_refine_frames_against_other_frames_moves_only_the_refined(anny_body, fr
     refined, report = refine_frames(anny_body, rolled, [0.0, 1.0, 2.0], 3, indices=[1], against=[0, 2])
     moved = refined.poses - wrong
     assert float(moved[[0, 2]].abs().sum()) == 0.0 and float(moved[1].abs().sum()) > 0
-    assert report["frames"] == 1
+    assert report["frames"] == 1 and report["settings"]["side"] == PhotometricSettings().side
+    # compared at another resolution when asked (the eval's test-time poses: the frames' own)
+    _, report = refine_frames(anny_body, rolled, [0.0, 1.0, 2.0], 1, indices=[1], against=[0, 2], side=96)
+    assert report["settings"]["side"] == 96
 
 
 def test_a_rolled_frame_is_turned_back_by_the_avatars_drawing(anny_body, frames):
@@ -147,10 +150,11 @@ def test_a_rolled_frame_is_turned_back_by_the_avatars_drawing(anny_body, frames)
     assert after < 0.5 * before, (before, after)
 
     # frames whose photos may not be read borrow the chosen frames' corrections
-    refined, _ = refine_frames_by_drawing(
-        anny_body, rolled, [0, 2], draw, 3, times=[0.0, 1.0, 2.0], borrowers=[1]
+    refined, report = refine_frames_by_drawing(
+        anny_body, rolled, [0, 2], draw, 3, times=[0.0, 1.0, 2.0], borrowers=[1], side=96
     )
     moved = refined.poses - wrong
     assert torch.allclose(moved[1], (moved[0] + moved[2]) / 2)
+    assert report["settings"]["side"] == 96
     with pytest.raises(ValueError, match="times"):
         refine_frames_by_drawing(anny_body, rolled, [0, 2], draw, 3, borrowers=[1])

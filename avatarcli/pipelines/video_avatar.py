@@ -456,6 +456,13 @@ def clothe_frames(body, frames: FittedFrames, seed: int = 0, say: ProgressFn | N
     )
 
 
+def _photometric_settings(steps: int, side: int | None):
+    """The pose refinement's settings: ``steps``, and ``side`` unless None (its default then)."""
+    from avatarcli.fitting.photometric import PhotometricSettings
+
+    return PhotometricSettings(steps=steps) if side is None else PhotometricSettings(steps=steps, side=side)
+
+
 def refine_frames(
     body,
     frames: FittedFrames,
@@ -465,19 +472,16 @@ def refine_frames(
     indices: Sequence[int] | None = None,
     borrowers: Sequence[int] = (),
     against: Sequence[int] | None = None,
+    side: int | None = None,
 ) -> tuple[FittedFrames, dict]:
     """``frames`` of one video (``times`` per frame) with their poses refined photometrically
     against their neighbours in time (:mod:`avatarcli.fitting.photometric`), and the provenance
     report. ``indices`` (all by default) are refined, each against its nearest frames of
     ``against`` (by default the refined frames themselves; others stay where they are); each of
     ``borrowers`` — frames whose photos may not be used — takes the correction of the refined
-    frames before and after it in time, interpolated linearly."""
-    from avatarcli.fitting.photometric import (
-        PhotometricSettings,
-        borrow_corrections,
-        refine_poses,
-        time_neighbours,
-    )
+    frames before and after it in time, interpolated linearly. ``side``: the longer side, in
+    pixels, at which frames are compared (None: the refinement's default)."""
+    from avatarcli.fitting.photometric import borrow_corrections, refine_poses, time_neighbours
 
     report = say or (lambda *_: None)
     chosen = list(range(len(frames))) if indices is None else list(indices)
@@ -490,7 +494,7 @@ def refine_frames(
         frames.photos,
         frames.masks,
         time_neighbours(times, chosen if against is None else list(against), chosen),
-        PhotometricSettings(steps=steps),
+        _photometric_settings(steps, side),
         lambda done, total: report("pose refinement", done, total),
     )
     d_pose, d_transl = borrow_corrections(d_pose, d_transl, times, time_neighbours(times, chosen, borrowers))
@@ -511,6 +515,7 @@ def refine_frames_by_drawing(
     say: ProgressFn | None = None,
     times: Sequence[float] | None = None,
     borrowers: Sequence[int] = (),
+    side: int | None = None,
 ) -> tuple[FittedFrames, dict]:
     """``frames`` with each of ``indices`` posed again against the avatar's own drawing of it —
     analysis by synthesis: ``draw(i)`` (rgb, alpha) stands in as a neighbour seen from the frame's
@@ -519,13 +524,9 @@ def refine_frames_by_drawing(
     pixels read the same colours off the drawing, its outline held on the photo's mask (the pose
     refinement's own settings). A drawing must not come from the frame's own photo, or it agrees
     with any pose. Each of ``borrowers`` (frames whose photos may not be used; needs ``times``)
-    takes the corrections of its neighbours in time, as :func:`refine_frames` lends them."""
-    from avatarcli.fitting.photometric import (
-        PhotometricSettings,
-        borrow_corrections,
-        refine_poses,
-        time_neighbours,
-    )
+    takes the corrections of its neighbours in time, as :func:`refine_frames` lends them.
+    ``side`` as for :func:`refine_frames`."""
+    from avatarcli.fitting.photometric import borrow_corrections, refine_poses, time_neighbours
 
     report = say or (lambda *_: None)
     chosen, n = list(indices), len(frames)
@@ -541,7 +542,7 @@ def refine_frames_by_drawing(
         [*frames.photos, *(rgb.clamp(0, 1) * c for (rgb, _), c in zip(drawn, cover, strict=True))],
         [*frames.masks, *(c[:, 0] for c in cover)],
         {i: [n + k] for k, i in enumerate(chosen)},
-        PhotometricSettings(steps=steps),
+        _photometric_settings(steps, side),
         lambda done, total: report("posing on the avatar", done, total),
     )
     d_pose, d_transl = d_pose[:n], d_transl[:n]
