@@ -311,11 +311,12 @@ def test_time_poses_by_render(body, frames, test, draw, steps: int, side: int | 
     for _ in range(passes):
         frames, record = refine_frames_by_drawing(body, frames, test, partial(draw, frames), steps, side=side)
         records.append(record)
+    # the last pass's record (its corrections are its own), its first loss the first pass's
     return frames, {**records[-1], "passes": passes, "loss_first": records[0]["loss_first"]}
 
 
 def evaluate_split(
-    name, body, frames, train, test, opts, variants, times=None, test_time=False, drawing_poses=(None, 1)
+    name, body, frames, train, test, opts, variants, times=None, test_time=False, drawing_poses=None
 ) -> dict:
     """``times`` (one per frame) when the frames are one video: their poses are then refined
     photometrically, the training frames against each other, and each test frame borrows the
@@ -323,7 +324,8 @@ def evaluate_split(
     also score the view colour and the neural avatars with the test frames' poses refined
     photometrically against their training neighbours (:func:`test_time_poses`), as ``*_ttp``,
     then against each avatar's drawing (``*_ttpr``; ``drawing_poses``: the side and the passes of
-    :func:`test_time_poses_by_render`)."""
+    :func:`test_time_poses_by_render`, by default the frames' own resolution and
+    ``DRAWING_POSE_PASSES``)."""
     from avatarcli.pipelines.video_avatar import (
         clothe_frames,
         frame_colour_for_frames,
@@ -332,6 +334,7 @@ def evaluate_split(
         score_frames,
     )
 
+    side, passes = drawing_poses or (opts.resolution, DRAWING_POSE_PASSES)
     clothing = refinement = None
     if opts.clothing:  # offsets from the training frames' masks only
         log(f"{name}: clothing offsets from {len(train)} frames")
@@ -382,7 +385,8 @@ def evaluate_split(
             test,
             lambda fr, i: view_colour_drawing(body, fr, colour, i),
             pose_steps,
-            *drawing_poses,
+            side,
+            passes,
         )
         row["rgb_view_ttpr"] = {
             **{k: _mean(rgb_view_scores(body, drawn, colour, test), k) for k in SCORES},
@@ -408,7 +412,7 @@ def evaluate_split(
             log(f"{name}: {label}'s test-time poses against its own drawing")
             t0 = time.perf_counter()
             draw = partial(neural_drawing, model, body, colour=base)
-            drawn, record = test_time_poses_by_render(body, own_posed, test, draw, pose_steps, *drawing_poses)
+            drawn, record = test_time_poses_by_render(body, own_posed, test, draw, pose_steps, side, passes)
             row[f"{label}_ttpr"] = {
                 **{k: _mean(score_frames(model, body, drawn, test, base), k) for k in SCORES},
                 "poses": {**record, "seconds": round(time.perf_counter() - t0, 1)},
@@ -424,7 +428,7 @@ def eval_iper(
     tmp: Path,
     ceiling: bool = False,
     test_time: bool = False,
-    drawing_poses: tuple[int | None, int] = (None, 1),
+    drawing_poses: tuple[int, int] | None = None,
 ) -> list[dict]:
     import imageio.v2 as imageio
 
@@ -585,9 +589,15 @@ def main(argv: list[str] | None = None) -> int:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmpdir:
         if "iper" in only:
-            drawing_poses = (args.drawing_pose_side or opts.resolution, args.drawing_pose_passes)
             result["iper"] = eval_iper(
-                body, opts, variants, quick, Path(tmpdir), args.ceiling, args.test_time_poses, drawing_poses
+                body,
+                opts,
+                variants,
+                quick,
+                Path(tmpdir),
+                args.ceiling,
+                args.test_time_poses,
+                (args.drawing_pose_side or opts.resolution, args.drawing_pose_passes),
             )
         if "octopus" in only:
             result["octopus"] = eval_octopus(body, opts, variants, folds)
