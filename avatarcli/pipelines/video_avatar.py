@@ -522,7 +522,7 @@ def refine_frames_by_drawing(
     camera with the body where it was drawn, and
     :func:`~avatarcli.fitting.photometric.refine_poses` moves the frame's body until its photo's
     pixels read the same colours off the drawing, its outline held on the photo's mask (the pose
-    refinement's own settings). A drawing must not come from the frame's own photo, or it agrees
+    refinement's own settings but ``side``). A drawing must not come from the frame's own photo, or it agrees
     with any pose. Each of ``borrowers`` (frames whose photos may not be used; needs ``times``)
     takes the corrections of its neighbours in time, as :func:`refine_frames` lends them.
     ``side`` as for :func:`refine_frames`."""
