@@ -275,7 +275,7 @@ def neural_run(body, frames, built, colour, train, test, opts, times=None):
             frames, _ = refine_frames_by_drawing(
                 body, frames, train, own_out, opts.photometric_steps, times=times, borrowers=test
             )
-            colour = frame_colour_for_frames(body, frames, train, built.texture[None])
+            colour = frame_colour_for_frames(body, frames, train, built.texture[None], refined=True)
         seconds += time.perf_counter() - t0
     after = full_frame_loss(model, targets, settings)
     return (
@@ -351,7 +351,8 @@ def evaluate_split(
     rgb_seconds = time.perf_counter() - t0
     rgb = rgb_scores(body, frames, built, test)
     t0 = time.perf_counter()
-    colour = frame_colour_for_frames(body, frames, train, built.texture[None])  # also for neural_run
+    # also for neural_run; frames refined photometrically keep sharper photos, as in the tool
+    colour = frame_colour_for_frames(body, frames, train, built.texture[None], refined=refinement is not None)
     rgb_view = rgb_view_scores(body, frames, colour, test)
     view_seconds = time.perf_counter() - t0
     row = {

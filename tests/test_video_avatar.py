@@ -430,6 +430,7 @@ def test_create_resume_and_animate_end_to_end(anny_body, frame_files, tmp_path):
     assert len(avatar.views) == 3 and avatar.views[0]["width"] == 192
     # the renderer corrects view-dependent colour: every frame's photo is kept
     assert avatar.renderer["config"]["view_colour"] is True
+    assert "view_blur" not in avatar.textures  # image files, not refined: the default blur
     assert avatar.textures["view_photos"].shape[0] == 3 and avatar.textures["view_photos"].shape[-1] == 4
 
     draw = frame_renderer_for(avatar, anny_body, "cpu", (0.0, 0.0, 1.0))
@@ -463,7 +464,7 @@ def test_create_resume_and_animate_end_to_end(anny_body, frame_files, tmp_path):
             frame_renderer_for(broken, anny_body, "cpu", (0.0, 0.0, 0.0))
 
 
-def test_pose_rounds_resume_in_the_round_they_stopped(people, tmp_path):
+def test_pose_rounds_resume_in_the_round_they_stopped(people, anny_body, tmp_path):
     """A video's frames are posed again on each round's avatar; Ctrl-C in a later round (even
     twice) keeps the re-posed frames, and the rerun neither refits nor re-poses and ends as a
     straight run does."""
@@ -481,6 +482,14 @@ def test_pose_rounds_resume_in_the_round_they_stopped(people, tmp_path):
     (record,) = first.provenance["posed_on_avatar"]
     assert record["frames"] == 3 and record["settings"]["steps"] == 2
     assert straight.steps == 4
+    # its frames were refined photometrically: the photos are kept sharper, and drawn so again
+    from avatarcli.pipelines.posing import avatar_view_colour
+    from avatarcli.texture.view_dependent import BLUR_KEY, REFINED_BLUR_SHARE
+
+    assert float(first.textures[BLUR_KEY]) == pytest.approx(REFINED_BLUR_SHARE)
+    assert avatar_view_colour(first, anny_body, torch.device("cpu")).views.blur_share == pytest.approx(
+        REFINED_BLUR_SHARE
+    )
 
     def stop_in_round_two(at: int):
         def progress(stage, done, total):

@@ -206,6 +206,33 @@ def test_kept_photos_round_trip_through_the_avatar_file_form(anny_body, painted)
         vd.from_avatar_textures({"view_rgb": torch.zeros(1, 4, 4, 3)}, anny_body.num_vertices)
 
 
+def test_a_kept_blur_travels_with_the_photos_and_sets_how_they_are_drawn(anny_body, painted):
+    """Refined frames keep sharper photos; the avatar file must say so, or animate would draw
+    them with the default blur the renderer was not trained on."""
+    _, _, views, _ = painted
+    plain = vd.build_view_photos(anny_body, views)
+    sharp = vd.build_view_photos(anny_body, views, blur_share=vd.REFINED_BLUR_SHARE)
+    assert vd.BLUR_KEY not in vd.to_avatar_textures(plain)  # files as before when the default
+    assert vd.from_avatar_textures(vd.to_avatar_textures(plain), anny_body.num_vertices).blur_share is None
+    stored = vd.to_avatar_textures(sharp)
+    back = vd.from_avatar_textures(stored, anny_body.num_vertices)
+    assert back.blur_share == pytest.approx(vd.REFINED_BLUR_SHARE)
+    assert back.to("cpu").blur_share == back.blur_share
+    rest = anny_body.rest().vertices[0]
+    torso = vd.torso_vertex_ids(anny_body)
+    drawn_plain = vd.ViewColour(plain, anny_body.faces, rest, torso)
+    drawn_sharp = vd.ViewColour(back, anny_body.faces, rest, torso)
+    ratio = drawn_sharp.blur_share / drawn_plain.blur_share  # the same spacing growth for both
+    assert ratio == pytest.approx(vd.REFINED_BLUR_SHARE / vd.BLUR_SHARE)
+    assert not torch.allclose(drawn_sharp._source(0).photo, drawn_plain._source(0).photo)
+    for bad in (torch.tensor(float("nan")), torch.tensor(0.5), torch.zeros(2), "0.001"):
+        with pytest.raises(ValueError, match="damaged"):
+            vd.from_avatar_textures({**stored, vd.BLUR_KEY: bad}, anny_body.num_vertices)
+    with pytest.raises(ValueError, match="blur share"):
+        fields = ("photos", "masks", "K", "R", "t", "vertices")
+        vd.ViewPhotos(*(getattr(plain, k) for k in fields), blur_share=-1.0)
+
+
 def test_kept_views_spread_evenly_and_keep_both_ends():
     assert vd.kept_views(5) == [0, 1, 2, 3, 4]
     kept = vd.kept_views(100, limit=36)

@@ -634,11 +634,19 @@ class FrameColour:
 
 
 def frame_colour_for_frames(
-    body, frames: FittedFrames, indices: Sequence[int], merged: torch.Tensor
+    body, frames: FittedFrames, indices: Sequence[int], merged: torch.Tensor, refined: bool = False
 ) -> FrameColour:
-    """Keep the photos of ``indices`` (up to :data:`~avatarcli.texture.view_dependent.MAX_VIEWS`)."""
+    """Keep the photos of ``indices`` (up to :data:`~avatarcli.texture.view_dependent.MAX_VIEWS`);
+    ``refined``: their poses were refined photometrically, so they are blurred less
+    (:data:`~avatarcli.texture.view_dependent.REFINED_BLUR_SHARE`)."""
     from avatarcli.texture.build import TextureView
-    from avatarcli.texture.view_dependent import ViewColour, build_view_photos, kept_views, torso_vertex_ids
+    from avatarcli.texture.view_dependent import (
+        REFINED_BLUR_SHARE,
+        ViewColour,
+        build_view_photos,
+        kept_views,
+        torso_vertex_ids,
+    )
 
     chosen = [indices[k] for k in kept_views(len(indices))]
     device = frames.shape.device
@@ -648,7 +656,7 @@ def frame_colour_for_frames(
         TextureView(frames.vertices(body, i), frames.cameras[i], frames.photos[i], frames.masks[i] > 0.5)
         for i in chosen
     ]
-    kept = build_view_photos(body, views).to(device)
+    kept = build_view_photos(body, views, REFINED_BLUR_SHARE if refined else None).to(device)
     colour = ViewColour(kept, body.faces, rest, torso_vertex_ids(body))
     return FrameColour(colour, merged.to(device), {int(i): k for k, i in enumerate(chosen)})
 
@@ -1033,7 +1041,9 @@ def create_video_avatar(
         colour = FrameColour(None, rgb_texture[None].to(device))
         if view_colour:
             say("kept photos", 0, 1)
-            colour = frame_colour_for_frames(body_on_device, on_device, every, rgb_texture[None].to(device))
+            colour = frame_colour_for_frames(
+                body_on_device, on_device, every, rgb_texture[None].to(device), photometric_report is not None
+            )
             say("kept photos", 1, 1)
         targets = frame_targets(body_on_device, on_device, every, model.wants_normals, colour=colour)
         base.update(round=round_, repose_reports=repose_reports)  # a resumed run's checkpoints keep them

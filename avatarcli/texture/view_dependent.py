@@ -55,6 +55,13 @@ COSINE_POWER = 1.0
 #: → unblurred photos 20.52 / 0.588 → σ 1 / 1.5 / 1.75 / 2 / 2.5 px: 20.83 / 20.94 / 20.96 / 20.98 /
 #: 20.97 dB, SSIM 0.607 / 0.611 / 0.612 / 0.611 / 0.609
 BLUR_SHARE = 1.75 / 472
+#: the blur for kept frames whose poses were refined photometrically (``avatar create --video``:
+#: each frame against its neighbours in time, then in rounds against the avatar's drawing). Their
+#: fits agree to about a pixel, so the blur that hid a one-shot fit's error now only softens
+#: detail. Chosen on a clean split of iPER's training frames (train on 14 even ones, score the 13
+#: between, test poses against the drawing; whole frame on black, seeds 0 and 1): σ 0 / 0.5 /
+#: 0.75 / 1 / 1.25 / 1.75 px → see docs/ARCHITECTURE.md ("Sharper kept photos for refined frames")
+REFINED_BLUR_SHARE = 0.75 / 472
 #: degrees: kept views this far apart (the median angle from each to its nearest other) get
 #: :data:`BLUR_SHARE`; farther apart the blur grows in proportion, to at most
 #: :data:`MAX_BLUR_GROWTH` times — the farther the views, the more their fits disagree on a new
@@ -98,8 +105,12 @@ class ViewPhotos:
     R: torch.Tensor
     t: torch.Tensor
     vertices: torch.Tensor
+    #: σ of their blur as a share of the person's height; None: :data:`BLUR_SHARE`
+    blur_share: float | None = None
 
     def __post_init__(self) -> None:
+        if self.blur_share is not None and not 0.0 <= self.blur_share <= MAX_BLUR_SHARE:
+            raise ValueError(f"blur share must lie in [0, {MAX_BLUR_SHARE}], not {self.blur_share}")
         n = self.photos.shape[0]
         size = tuple(self.photos.shape[-2:])
         ok = (
@@ -139,7 +150,8 @@ class ViewPhotos:
 
     def to(self, device: torch.device | str) -> ViewPhotos:
         return ViewPhotos(
-            *(x.to(device) for x in (self.photos, self.masks, self.K, self.R, self.t, self.vertices))
+            *(x.to(device) for x in (self.photos, self.masks, self.K, self.R, self.t, self.vertices)),
+            blur_share=self.blur_share,
         )
 
 
@@ -232,10 +244,10 @@ def blend_weights(
     return weights / weights.sum(1, keepdim=True)
 
 
-def build_view_photos(body, views: Sequence) -> ViewPhotos:
+def build_view_photos(body, views: Sequence, blur_share: float | None = None) -> ViewPhotos:
     """Keep ``views`` (:class:`~avatarcli.texture.build.TextureView`) as :class:`ViewPhotos`:
     each photo cropped to its person (body render ∪ mask, plus a margin) and shrunk to at most
-    :data:`MAX_PHOTO_SIDE` pixels on the longer side."""
+    :data:`MAX_PHOTO_SIDE` pixels on the longer side; ``blur_share`` as :class:`ViewPhotos`'."""
     from avatarcli.render import rasterize
 
     crops = []
@@ -275,6 +287,7 @@ def build_view_photos(body, views: Sequence) -> ViewPhotos:
         torch.stack([padded(c[0]) for c in crops]).cpu(),
         torch.stack([padded(c[1]) for c in crops]).cpu(),
         *(torch.stack([c[k].float() for c in crops]).cpu() for k in (2, 3, 4, 5)),
+        blur_share=blur_share,
     )
 
 
@@ -300,7 +313,8 @@ class ViewColour:
         self.views, self.faces, self.rest, self.torso = views, faces, rest, torso
         with torch.no_grad():
             self.directions = camera_directions(views.vertices, views.cameras(), rest, torso)
-        self.blur_share = BLUR_SHARE * blur_growth(view_spacing_deg(self.directions))
+        share = BLUR_SHARE if views.blur_share is None else views.blur_share
+        self.blur_share = share * blur_growth(view_spacing_deg(self.directions))
         self._sources: dict[int, _Source] = {}
 
     def __len__(self) -> int:
@@ -441,6 +455,11 @@ def person_blur(photo: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.
 AVATAR_KEYS = ("view_photos", "view_K", "view_R", "view_t", "view_vertices")
 #: per-frame textures of avatars made before the kept frames were photos
 _LEGACY_KEYS = ("view_rgb", "view_weight", "view_directions")
+#: the kept photos' blur share when it is not :data:`BLUR_SHARE` (a 0-dim float32 tensor), so
+#: an avatar draws as it was made
+BLUR_KEY = "view_blur"
+#: a blur share beyond this (σ 5 % of the person's height) is no avatar's: a damaged file
+MAX_BLUR_SHARE = 0.05
 
 
 def to_avatar_textures(views: ViewPhotos) -> dict[str, torch.Tensor]:
@@ -452,6 +471,7 @@ def to_avatar_textures(views: ViewPhotos) -> dict[str, torch.Tensor]:
         "view_R": views.R.float().cpu(),
         "view_t": views.t.float().cpu(),
         "view_vertices": views.vertices.float().cpu(),
+        **({BLUR_KEY: torch.tensor(float(views.blur_share))} if views.blur_share is not None else {}),
     }
 
 
@@ -481,8 +501,17 @@ def from_avatar_textures(textures: dict, vertex_count: int) -> ViewPhotos | None
         )
     if not all(bool(torch.isfinite(x.float()).all()) for x in (K, R, t, vertices)):
         raise ValueError(damaged.format("cameras or bodies not finite"))
+    blur = textures.get(BLUR_KEY)
+    if blur is not None:
+        if not isinstance(blur, torch.Tensor) or blur.numel() != 1:
+            raise ValueError(damaged.format("their blur is not one number"))
+        blur = float(blur.float().reshape(()))
+        if not 0.0 <= blur <= MAX_BLUR_SHARE:  # also refuses NaN
+            raise ValueError(damaged.format(f"blur share {blur} outside [0, {MAX_BLUR_SHARE}]"))
     rgba = rgba.permute(0, 3, 1, 2).float() / 255.0
     try:
-        return ViewPhotos(rgba[:, :3], rgba[:, 3:], K.float(), R.float(), t.float(), vertices.float())
+        return ViewPhotos(
+            rgba[:, :3], rgba[:, 3:], K.float(), R.float(), t.float(), vertices.float(), blur_share=blur
+        )
     except ValueError:
         raise ValueError(damaged.format("their parts disagree on the frames")) from None
