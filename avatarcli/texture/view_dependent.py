@@ -59,8 +59,11 @@ BLUR_SHARE = 1.75 / 472
 #: each frame against its neighbours in time, then in rounds against the avatar's drawing). Their
 #: fits agree to about a pixel, so the blur that hid a one-shot fit's error now only softens
 #: detail. Chosen on a clean split of iPER's training frames (train on 14 even ones, score the 13
-#: between, test poses against the drawing; whole frame on black, seeds 0 and 1): σ 0 / 0.5 /
-#: 0.75 / 1 / 1.25 / 1.75 px → see docs/ARCHITECTURE.md ("Sharper kept photos for refined frames")
+#: between, test poses against the drawing; whole frame on black, mean of seeds 0 and 1): σ 0 /
+#: 0.5 / 0.75 / 1 / 1.75 px → 25.96 / 25.97 / 26.04 / 26.06 / 25.86 dB, SSIM 0.9265 / 0.9267 /
+#: 0.9270 / 0.9263 / 0.9220 (1.25 px, seed 0: 26.16 / 0.9260). Held out, the full evaluation's
+#: three seeds went from 26.20–26.48 / 0.9287–0.9304 to 26.38–26.62 / 0.9375–0.9388
+#: (docs/ARCHITECTURE.md, "Sharper kept photos for refined frames")
 REFINED_BLUR_SHARE = 0.75 / 472
 #: degrees: kept views this far apart (the median angle from each to its nearest other) get
 #: :data:`BLUR_SHARE`; farther apart the blur grows in proportion, to at most
