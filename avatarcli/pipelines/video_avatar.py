@@ -1042,8 +1042,9 @@ def create_video_avatar(
         if view_colour:
             say("kept photos", 0, 1)
             colour = frame_colour_for_frames(
-                body_on_device, on_device, every, rgb_texture[None].to(device), photometric_report is not None
-            )
+                body_on_device, on_device, every, rgb_texture[None].to(device),
+                refined=photometric_report is not None,
+            )  # fmt: skip
             say("kept photos", 1, 1)
         targets = frame_targets(body_on_device, on_device, every, model.wants_normals, colour=colour)
         base.update(round=round_, repose_reports=repose_reports)  # a resumed run's checkpoints keep them
